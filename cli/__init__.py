@@ -1,0 +1,1 @@
+"""The `dvd360` command line."""
