@@ -1,0 +1,126 @@
+"""The model registry: base-model names -> local weight paths (a YAML file). Torch-free: the API lists models.
+
+Example file:
+
+    models:
+      realistic-vision:
+        description: Realistic Vision 5.1 + AnimateDiff v1 + 360-Adapter
+        sd15: /weights/stable-diffusion-v1-5           # Stable Diffusion 1.5 diffusers folder
+        base_checkpoint: /weights/realisticVisionV51_v20Novae.safetensors   # optional personalised T2I
+        motion_module: /weights/mm_sd_v14.ckpt
+        adapter: /weights/360Adapter_flow_v1.ckpt
+      my-saved-model:
+        folder: /weights/my-saved-model                # a folder written by Panorama360Pipeline.save_pretrained
+
+The base model named `tiny` (small random weights, built in code) is always present unless the file
+defines its own `tiny`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+TINY_MODEL_NAME = "tiny"
+
+
+class RegistryError(ValueError):
+    """The registry file is missing, unreadable or malformed; the message says what to fix."""
+
+
+class ModelSpec(BaseModel):
+    """Where one base model's weights live. Exactly one source: `builtin`, `folder`, or the component paths."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    description: str = ""
+    builtin: Literal["tiny"] | None = None
+    folder: Path | None = None
+    sd15: Path | None = None
+    base_checkpoint: Path | None = None
+    motion_module: Path | None = None
+    adapter: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        components = self.sd15 is not None or self.motion_module is not None or self.adapter is not None
+        sources = sum([self.builtin is not None, self.folder is not None, components])
+        if sources != 1:
+            raise ValueError(
+                f"model {self.name!r}: give exactly one of `builtin`, `folder`, or `sd15` + `motion_module` + `adapter`"
+            )
+        if components and (self.sd15 is None or self.motion_module is None or self.adapter is None):
+            raise ValueError(f"model {self.name!r}: `sd15`, `motion_module` and `adapter` are all required")
+        if self.base_checkpoint is not None and not components:
+            raise ValueError(f"model {self.name!r}: `base_checkpoint` needs `sd15`, `motion_module`, `adapter`")
+        return self
+
+    def weight_paths(self) -> list[Path]:
+        """Local paths this model needs (empty for the built-in model)."""
+        paths = [self.folder, self.sd15, self.base_checkpoint, self.motion_module, self.adapter]
+        return [p for p in paths if p is not None]
+
+    def missing_paths(self) -> list[Path]:
+        return [p for p in self.weight_paths() if not p.exists()]
+
+
+class ModelRegistry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    models: dict[str, ModelSpec]
+
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise KeyError(f"unknown base model {name!r}; available: {', '.join(self.names())}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models
+
+
+def tiny_spec() -> ModelSpec:
+    return ModelSpec(name=TINY_MODEL_NAME, description="Built-in tiny model (random weights)", builtin="tiny")
+
+
+def load_registry(path: str | Path | None) -> ModelRegistry:
+    """Read the registry file; `None` gives the registry holding only the built-in tiny model.
+
+    Relative weight paths are resolved against the file's folder so a registry can travel with its weights.
+    """
+    models = {TINY_MODEL_NAME: tiny_spec()}
+    if path is None:
+        return ModelRegistry(models=models)
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise RegistryError(f"cannot read model registry {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"model registry {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
+        raise RegistryError(f"model registry {path} must be a mapping with a `models:` mapping of names")
+    for name, entry in raw["models"].items():
+        if not isinstance(entry, dict):
+            raise RegistryError(f"model registry {path}: entry {name!r} must be a mapping")
+        entry = {k: (_resolve(path.parent, v) if k in _PATH_FIELDS and v is not None else v) for k, v in entry.items()}
+        try:
+            models[str(name)] = ModelSpec(name=str(name), **entry)
+        except ValidationError as exc:
+            raise RegistryError(f"model registry {path}: entry {name!r}: {exc}") from exc
+    return ModelRegistry(models=models)
+
+
+_PATH_FIELDS = {"folder", "sd15", "base_checkpoint", "motion_module", "adapter"}
+
+
+def _resolve(base: Path, value: object) -> Path:
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
