@@ -1,0 +1,51 @@
+"""Width-only circular padding for Conv2d layers: the panorama wraps left-right, not top-bottom.
+
+torch's `padding_mode="circular"` also wraps top to bottom (measured up to 2.98 off on a tiny VAE), which
+is wrong for equirectangular images: the poles do not touch. Here width pads circularly, height with zeros.
+Swapping a module's class keeps its parameters and state_dict keys unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class WidthCircularConv2d(nn.Conv2d):
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        pad_h, pad_w = self.padding  # type: ignore[misc]
+        if pad_w:
+            input = F.pad(input, (pad_w, pad_w, 0, 0), mode="circular")
+        if pad_h:
+            input = F.pad(input, (0, 0, pad_h, pad_h))
+        return F.conv2d(input, weight, bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _padded_convs(module: nn.Module) -> Iterator[nn.Conv2d]:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and isinstance(m.padding, tuple) and any(m.padding):
+            # Only plain convs are swapped: a subclass's own forward would be lost when switching back.
+            if type(m) not in (nn.Conv2d, WidthCircularConv2d) or m.padding_mode != "zeros":
+                raise TypeError(f"cannot make {m!r} ({type(m).__name__}) width-circular")
+            yield m
+
+
+def set_width_circular_padding(module: nn.Module, enabled: bool) -> None:
+    """Switch every padded Conv2d inside `module` between zero padding and width-circular padding."""
+    target = WidthCircularConv2d if enabled else nn.Conv2d
+    for conv in _padded_convs(module):
+        conv.__class__ = target
+
+
+@contextmanager
+def width_circular_padding(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Width-circular padding inside the block, zero padding again after it (also on errors)."""
+    set_width_circular_padding(module, enabled)
+    try:
+        yield
+    finally:
+        set_width_circular_padding(module, False)

@@ -1,0 +1,42 @@
+"""Where and how the model runs: device, dtype, attention kernels, optional compilation."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+log = logging.getLogger(__name__)
+
+
+def select_device(requested: str | torch.device | None = None) -> torch.device:
+    """The requested device, else CUDA when present, else CPU."""
+    if requested is not None:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {requested!r} was requested but CUDA is not available on this machine")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp16 on CUDA (as the published model ran), fp32 on CPU (fp16 convolutions are slow or missing there)."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def xformers_available() -> bool:
+    return importlib.util.find_spec("xformers") is not None
+
+
+def configure_attention(unet: torch.nn.Module, device: torch.device) -> str:
+    """xformers memory-efficient attention on CUDA when installed, else PyTorch SDPA. Returns the kernel name."""
+    if device.type == "cuda" and xformers_available():
+        try:
+            unet.enable_xformers_memory_efficient_attention()
+            return "xformers"
+        except Exception as exc:  # a wheel built for another CUDA/torch imports but fails at first use
+            log.warning("xformers is installed but unusable (%s); using PyTorch SDPA", exc)
+    unet.set_attn_processor(AttnProcessor2_0())
+    return "sdpa"

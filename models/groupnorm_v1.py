@@ -1,0 +1,88 @@
+"""AnimateDiff-v1 GroupNorm statistics on diffusers' UNetMotionModel.
+
+The published 360DVD UNet is AnimateDiff v1 code, which normalises differently from diffusers:
+
+| layer                                      | AnimateDiff v1 (authors)     | diffusers UNetMotionModel |
+| ResNet norm1/norm2, conv_norm_out          | jointly over a video's frames | per frame                 |
+| motion-module input norm                   | per frame                    | jointly over frames       |
+
+Swapping the norm modules' classes gives the v1 statistics while parameters and state_dict keys stay the same.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D, UNetMotionModel
+from torch import nn
+
+
+class _FrameCount:
+    """How many frames the UNet call in progress has; shared by every joint norm of one UNet."""
+
+    num_frames = 1
+
+
+class FrameJointGroupNorm(nn.GroupNorm):
+    """(B*F, C, H, W) normalised with statistics over all F frames of each video, as AnimateDiff v1 does."""
+
+    frame_count: _FrameCount
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = self.frame_count.num_frames
+        bf, c, h, w = x.shape
+        video = x.reshape(bf // frames, frames, c, h, w).transpose(1, 2)
+        out = F.group_norm(video, self.num_groups, self.weight, self.bias, self.eps)
+        return out.transpose(1, 2).reshape(bf, c, h, w)
+
+
+class PerFrameGroupNorm(nn.GroupNorm):
+    """(B, C, F, H, W) normalised frame by frame, as AnimateDiff v1's motion-module input norm does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5:
+            return super().forward(x)
+        b, c, f, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * f, c, h, w)
+        out = F.group_norm(frames, self.num_groups, self.weight, self.bias, self.eps)
+        return out.reshape(b, f, c, h, w).transpose(1, 2)
+
+
+def _record_frame_count(frame_count: _FrameCount):
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        sample = args[0] if args else kwargs["sample"]
+        frame_count.num_frames = sample.shape[2]
+
+    return hook
+
+
+def use_animatediff_v1_norms(unet: UNetMotionModel, enabled: bool = True) -> None:
+    """Switch the UNet between AnimateDiff-v1 statistics (enabled) and diffusers' own. Idempotent."""
+    frame_count: _FrameCount | None = getattr(unet, "_v1_frame_count", None)
+    if enabled and frame_count is None:
+        frame_count = _FrameCount()
+        unet._v1_frame_count = frame_count
+        unet._v1_hook = unet.register_forward_pre_hook(_record_frame_count(frame_count), with_kwargs=True)
+    if not enabled and frame_count is not None:
+        unet._v1_hook.remove()
+        del unet._v1_frame_count, unet._v1_hook
+
+    joint_norms = [unet.conv_norm_out] if unet.conv_norm_out is not None else []
+    for module in unet.modules():
+        if isinstance(module, ResnetBlock2D):
+            joint_norms += [module.norm1, module.norm2]
+        elif isinstance(module, AnimateDiffTransformer3D):
+            module.norm.__class__ = PerFrameGroupNorm if enabled else nn.GroupNorm
+    for norm in joint_norms:
+        if not isinstance(norm, nn.GroupNorm):
+            raise TypeError(f"expected a GroupNorm in the UNet's ResNet blocks, found {type(norm).__name__}")
+        norm.__class__ = FrameJointGroupNorm if enabled else nn.GroupNorm
+        if enabled:
+            norm.frame_count = frame_count
+        else:
+            norm.__dict__.pop("frame_count", None)
+
+
+def uses_animatediff_v1_norms(unet: UNetMotionModel) -> bool:
+    return getattr(unet, "_v1_frame_count", None) is not None

@@ -1,0 +1,262 @@
+"""Panorama360Pipeline: text (+ optional optical flow) -> an equirectangular 360° video, as 360DVD samples it.
+
+Stages of one call (see `__call__`): check inputs, encode the prompt, encode the flow condition with the
+360-Adapter, prepare latents, denoise with the published 360 schedule (adapter features for the first three
+quarters of the steps, latent rotation after every step, width-circular padding from half-way), undo the net
+rotation, decode frames with width-circular padding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from diffusers.schedulers import SchedulerMixin
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from models.adapter import Adapter360
+from models.circular_padding import set_width_circular_padding, width_circular_padding
+from models.devices import configure_attention, default_dtype, select_device
+from models.enhancements import (
+    Enhancements,
+    adapter_active,
+    circular_padding_active,
+    roll_features,
+    roll_width,
+    rotation_shift,
+)
+from models.errors import GenerationCanceled
+from models.groupnorm_v1 import use_animatediff_v1_norms, uses_animatediff_v1_norms
+from models.injection import AdapterInjector
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+CancelCheck = Callable[[], bool]
+
+FOLDER_FORMAT = "dvd360-pipeline"
+
+
+@dataclass
+class PanoramaVideo:
+    frames: np.ndarray  # (F, H, W, 3) float32 in [0, 1], equirectangular
+    seed: int
+
+
+class Panorama360Pipeline:
+    """AnimateDiff (UNetMotionModel) + 360-Adapter + the 360 enhancement techniques."""
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNetMotionModel,
+        adapter: Adapter360,
+        scheduler: SchedulerMixin,
+        *,
+        v1_norms: bool = True,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
+        self.unet, self.adapter, self.scheduler = unet, adapter, scheduler
+        use_animatediff_v1_norms(unet, v1_norms)
+        self.injector = AdapterInjector(unet)
+        self.decode_chunk_size = 4
+        self.attention = "sdpa"
+        for module in self._modules():
+            module.eval().requires_grad_(False)
+        self.to(device, dtype)
+
+    @classmethod
+    def from_components(
+        cls,
+        *,
+        unet2d: UNet2DConditionModel,
+        motion_adapter: MotionAdapter,
+        **components,
+    ) -> Panorama360Pipeline:
+        """Build from an image UNet and a motion adapter (how AnimateDiff inflates SD-1.5)."""
+        unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter)
+        return cls(unet=unet, **components)
+
+    @property
+    def max_frames(self) -> int:
+        """The motion module's positional encoding length (24 for mm_sd_v14)."""
+        return int(self.unet.config.motion_max_seq_length)
+
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self.vae, self.text_encoder, self.unet, self.adapter]
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Panorama360Pipeline:
+        self.device = select_device(device)
+        self.dtype = dtype or default_dtype(self.device)
+        for module in self._modules():
+            # Cast only when needed: diffusers warns on every dtype cast of a loaded model, even a no-op one.
+            if next(module.parameters()).dtype != self.dtype:
+                module.to(dtype=self.dtype)
+            module.to(self.device)
+        self.attention = configure_attention(self.unet, self.device)
+        return self
+
+    def enable_compile(self) -> None:
+        """torch.compile the UNet (worth it on GPU for long-lived workers; the first call compiles)."""
+        self.unet.compile()
+
+    # ---------------------------------------------------------------- saving
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write a model folder that `models.loading.load_pipeline_folder` reads back (and a registry can name)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("vae", "text_encoder", "tokenizer", "unet", "adapter", "scheduler"):
+            getattr(self, name).save_pretrained(folder / name)
+        index = {"format": FOLDER_FORMAT, "version": 1, "v1_norms": uses_animatediff_v1_norms(self.unet)}
+        (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+        return folder
+
+    # ---------------------------------------------------------------- sampling
+    def check_inputs(self, num_frames: int, height: int, width: int, steps: int, guidance_scale: float) -> None:
+        if not 1 <= num_frames <= self.max_frames:
+            raise ValueError(f"num_frames must be between 1 and {self.max_frames} (the motion module's limit)")
+        if height % 64 or width % 64 or height <= 0:
+            raise ValueError(f"height and width must be positive multiples of 64, got {height}x{width}")
+        if width != 2 * height:
+            raise ValueError(f"an equirectangular video needs width = 2 x height, got {height}x{width}")
+        if steps < 1:
+            raise ValueError("num_inference_steps must be at least 1")
+        if guidance_scale < 0:
+            raise ValueError("guidance_scale must be >= 0")
+
+    def check_flow(self, flow: torch.Tensor | np.ndarray, num_frames: int, height: int, width: int) -> torch.Tensor:
+        flow = torch.as_tensor(flow)
+        expected = (num_frames, 3, height, width)
+        if tuple(flow.shape) != expected:
+            raise ValueError(f"flow condition must have shape {expected} (frames, RGB, H, W), got {tuple(flow.shape)}")
+        return flow
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        ids = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(ids.to(self.device))[0]
+
+    @torch.no_grad()
+    def encode_flow(self, flow: torch.Tensor | None, num_frames: int, height: int, width: int) -> list[torch.Tensor]:
+        """Adapter features for one video. No flow means a zero input: the adapter's own "no motion" case."""
+        if flow is None:
+            flow = torch.zeros(num_frames, 3, height, width)
+        flow = flow.to(self.device, self.dtype).unsqueeze(0)
+        return self.adapter(flow)
+
+    def prepare_latents(self, num_frames: int, height: int, width: int, seed: int) -> torch.Tensor:
+        # Noise is drawn on the CPU so a seed gives the same start on every device.
+        shape = (1, self.unet.config.in_channels, num_frames, height // 8, width // 8)
+        noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+        return noise.to(self.device, self.dtype) * self.scheduler.init_noise_sigma
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor, circular: bool) -> np.ndarray:
+        """(1, C, F, h, w) latents -> (F, H, W, 3) float32 frames in [0, 1], a few frames at a time (memory)."""
+        frames = latents[0].transpose(0, 1) / self.vae.config.scaling_factor
+        chunks = []
+        with width_circular_padding(self.vae, circular):
+            for chunk in frames.split(self.decode_chunk_size):
+                chunks.append(self.vae.decode(chunk).sample.float())
+        video = (torch.cat(chunks) / 2 + 0.5).clamp(0, 1)
+        return video.permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        flow: torch.Tensor | np.ndarray | None = None,
+        num_frames: int = 16,
+        height: int = 512,
+        width: int = 1024,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.5,
+        seed: int | None = None,
+        adapter_scale: float = 1.0,
+        enhancements: Enhancements = Enhancements(),
+        progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> PanoramaVideo:
+        # 1. Check inputs
+        self.check_inputs(num_frames, height, width, num_inference_steps, guidance_scale)
+        if flow is not None:
+            flow = self.check_flow(flow, num_frames, height, width)
+        seed = secrets.randbelow(2**31) if seed is None else int(seed)
+        do_cfg = guidance_scale > 1.0
+
+        # 2. Encode the prompt (negative first: the classifier-free-guidance batch is [uncond, cond])
+        prompts = [negative_prompt, prompt] if do_cfg else [prompt]
+        # UNetMotionModel folds frames into the batch, so every frame gets its video's text embedding.
+        text_embeddings = self.encode_prompt(prompts).repeat_interleave(num_frames, dim=0)
+
+        # 3. Encode the motion condition once; later steps only roll or drop the features
+        features = self.encode_flow(flow, num_frames, height, width)
+
+        # 4. Timesteps (a fresh scheduler per call: set_timesteps mutates it) and latents
+        scheduler = self.scheduler.from_config(self.scheduler.config)
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        latents = self.prepare_latents(num_frames, height, width, seed)
+        latent_width = latents.shape[-1]
+        shift = rotation_shift(latent_width) if enhancements.latent_rotation else 0
+        total_shift = 0
+
+        # 5. Denoising loop
+        total = len(scheduler.timesteps)
+        try:
+            for i, t in enumerate(scheduler.timesteps):
+                if should_cancel is not None and should_cancel():
+                    raise GenerationCanceled(i, total)
+                if adapter_active(i, total):
+                    rolled = (
+                        roll_features(features, total_shift, latent_width) if enhancements.rotate_features else features
+                    )
+                    self.injector.set(rolled, adapter_scale)
+                else:
+                    self.injector.clear()
+                set_width_circular_padding(
+                    self.unet, enhancements.circular_padding and circular_padding_active(i, total)
+                )
+
+                model_input = torch.cat([latents] * 2) if do_cfg else latents
+                model_input = scheduler.scale_model_input(model_input, t)
+                noise_pred = self.unet(model_input, t, encoder_hidden_states=text_embeddings).sample
+                if do_cfg:
+                    uncond, cond = noise_pred.chunk(2)
+                    noise_pred = uncond + guidance_scale * (cond - uncond)
+                latents = scheduler.step(noise_pred, t, latents).prev_sample
+
+                latents = roll_width(latents, shift)
+                total_shift += shift
+                if progress is not None:
+                    progress(i + 1, total)
+        finally:
+            self.injector.clear()
+            set_width_circular_padding(self.unet, False)
+
+        if should_cancel is not None and should_cancel():
+            raise GenerationCanceled(total, total)
+
+        # 6. Undo the net rotation so the panorama faces where the flow condition faces
+        latents = roll_width(latents, -(total_shift % latent_width))
+
+        # 7. Decode
+        frames = self.decode_latents(latents, circular=enhancements.circular_padding)
+        return PanoramaVideo(frames=frames, seed=seed)
