@@ -1,0 +1,77 @@
+"""AnimateDiff-v1 normalisation statistics on diffusers' UNetMotionModel."""
+
+import torch
+from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from torch import nn
+
+from models.groupnorm_v1 import (
+    FrameJointGroupNorm,
+    PerFrameGroupNorm,
+    use_animatediff_v1_norms,
+    uses_animatediff_v1_norms,
+)
+
+
+def _manual_group_norm(x: torch.Tensor, groups: int, eps: float, dims: tuple[int, ...]) -> torch.Tensor:
+    """Normalise x (N, C, ...) per sample and channel group, with mean and variance over `dims` of the grouped view."""
+    n, c = x.shape[:2]
+    g = x.reshape(n, groups, c // groups, *x.shape[2:])
+    mean = g.mean(dim=dims, keepdim=True)
+    var = g.var(dim=dims, keepdim=True, unbiased=False)
+    return ((g - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+
+
+def test_frame_joint_norm_uses_statistics_over_all_frames_of_each_video():
+    from models.groupnorm_v1 import _FrameCount
+
+    norm = nn.GroupNorm(4, 8)
+    norm.__class__ = FrameJointGroupNorm
+    norm.frame_count = _FrameCount()
+    norm.frame_count.num_frames = 3
+    x = torch.randn(2 * 3, 8, 5, 7)
+    video = x.reshape(2, 3, 8, 5, 7).transpose(1, 2)  # (B, C, F, H, W)
+    expected = _manual_group_norm(video, 4, norm.eps, dims=(2, 3, 4, 5)).transpose(1, 2).reshape(x.shape)
+    assert torch.allclose(norm(x), expected, atol=1e-5)
+    # Videos of a batch never share statistics: changing video 1 leaves video 0 untouched.
+    y = x.clone()
+    y[3:] *= 5
+    assert torch.equal(norm(x)[:3], norm(y)[:3])
+
+
+def test_per_frame_norm_matches_frame_by_frame_group_norm():
+    norm = nn.GroupNorm(4, 8)
+    norm.__class__ = PerFrameGroupNorm
+    x = torch.randn(2, 8, 3, 5, 7)  # (B, C, F, H, W) as AnimateDiffTransformer3D hands it over
+    per_frame = torch.stack([nn.functional.group_norm(x[:, :, f], 4, eps=norm.eps) for f in range(3)], dim=2)
+    assert torch.allclose(norm(x), per_frame, atol=1e-5)
+
+
+def _unet_output(unet):
+    g = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, 4, 4, 8, 16, generator=g)
+    text = torch.randn(8, 77, unet.config.cross_attention_dim, generator=g)
+    with torch.no_grad():
+        return unet(sample, torch.tensor(700), text).sample
+
+
+def test_v1_norms_are_default_switchable_and_keep_state_dict(tiny_pipe):
+    unet = tiny_pipe.unet
+    assert uses_animatediff_v1_norms(unet)
+    keys_v1 = {k: v.clone() for k, v in unet.state_dict().items()}
+    v1 = _unet_output(unet)
+    joint = [m for m in unet.modules() if isinstance(m, FrameJointGroupNorm)]
+    per_frame = [m for m in unet.modules() if isinstance(m, PerFrameGroupNorm)]
+    n_resnets = sum(isinstance(m, ResnetBlock2D) for m in unet.modules())
+    assert len(joint) == 2 * n_resnets + 1  # norm1 + norm2 of every ResNet block, and conv_norm_out
+    assert len(per_frame) == sum(isinstance(m, AnimateDiffTransformer3D) for m in unet.modules()) > 0
+    try:
+        use_animatediff_v1_norms(unet, False)
+        assert not uses_animatediff_v1_norms(unet)
+        diffusers_stats = _unet_output(unet)
+        assert unet.state_dict().keys() == keys_v1.keys()
+        assert all(torch.equal(unet.state_dict()[k], v) for k, v in keys_v1.items())
+    finally:
+        use_animatediff_v1_norms(unet, True)
+    assert (v1 - diffusers_stats).abs().mean() > 1e-4  # the statistics really differ
+    assert torch.equal(_unet_output(unet), v1)  # and switching back restores v1 exactly
