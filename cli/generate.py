@@ -1,0 +1,114 @@
+"""`dvd360 generate` (text [+ motion] -> 360° MP4 on this machine) and `dvd360 export-tiny`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+FLOW_KINDS = ("flow_video", "raw_flow", "panorama_clip")
+RAW_FLOW_SUFFIXES = {".npy", ".npz", ".flo"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(generate)
+    app.command("export-tiny")(export_tiny)
+
+
+def _guess_flow_kind(path: Path) -> str:
+    return "raw_flow" if path.suffix.lower() in RAW_FLOW_SUFFIXES else "flow_video"
+
+
+def generate(
+    prompt: Annotated[str, typer.Option(help="What the panorama shows.")],
+    out: Annotated[Path, typer.Option(help="Output MP4 (equirectangular, with spherical metadata).")],
+    negative_prompt: Annotated[str, typer.Option(help="What to steer away from.")] = "",
+    flow: Annotated[Path | None, typer.Option(help="Motion: flow video, raw flow (.npy/.npz/.flo) or a clip.")] = None,
+    flow_kind: Annotated[str | None, typer.Option(help=f"One of {', '.join(FLOW_KINDS)}; guessed if omitted.")] = None,
+    model: Annotated[str, typer.Option(help="Base model name from the registry ('tiny' is built in).")] = "tiny",
+    models: Annotated[Path | None, typer.Option(help="Model registry YAML.", envvar="DVD360_MODEL_REGISTRY")] = None,
+    weights: Annotated[Path | None, typer.Option(help="A saved model folder (overrides --model).")] = None,
+    frames: Annotated[int, typer.Option(min=1, max=24)] = 16,
+    height: Annotated[int, typer.Option(min=64)] = 512,
+    width: Annotated[int, typer.Option(min=128)] = 1024,
+    steps: Annotated[int, typer.Option(min=1, max=200)] = 25,
+    guidance: Annotated[float, typer.Option(min=0.0, max=30.0)] = 7.5,
+    seed: Annotated[int | None, typer.Option(help="Random if omitted; the one used is printed.")] = None,
+    adapter_scale: Annotated[float, typer.Option(help="Strength of the motion condition.")] = 1.0,
+    latent_rotation: Annotated[bool, typer.Option(help="Roll latents a quarter turn per step.")] = True,
+    rotate_features: Annotated[bool, typer.Option(help="Roll adapter features with the latents.")] = True,
+    circular_padding: Annotated[bool, typer.Option(help="Width-circular padding from half-way.")] = True,
+    fps: Annotated[int, typer.Option(min=1, max=60)] = 8,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when present).")] = None,
+) -> None:
+    """Generate a 360° video locally and write it as an MP4 that players recognise as spherical."""
+    from tqdm import tqdm
+
+    from models.enhancements import Enhancements
+    from models.loading import load_pipeline, load_pipeline_folder
+    from models.media.flow_video import load_flow_condition
+    from models.media.video_writer import write_video
+    from models.registry import load_registry
+
+    if width != 2 * height or height % 64:
+        raise typer.BadParameter(
+            "width must be 2 x height, both multiples of 64 (e.g. 512 x 1024)", param_hint="--width"
+        )
+    condition = None
+    if flow is not None:
+        kind = flow_kind or _guess_flow_kind(flow)
+        if kind not in FLOW_KINDS:
+            raise typer.BadParameter(f"use one of {', '.join(FLOW_KINDS)}", param_hint="--flow-kind")
+        condition = load_flow_condition(flow, kind, frames, height, width)
+
+    started = time.perf_counter()
+    if weights is not None:
+        pipe = load_pipeline_folder(weights, device=device)
+    else:
+        registry = load_registry(models)
+        if model not in registry:
+            raise typer.BadParameter(f"unknown model {model!r}; available: {', '.join(registry.names())}")
+        pipe = load_pipeline(registry.get(model), device=device)
+    loaded = time.perf_counter()
+
+    with tqdm(total=steps, desc="denoising", unit="step") as bar:
+        video = pipe(
+            prompt,
+            negative_prompt=negative_prompt,
+            flow=condition,
+            num_frames=frames,
+            height=height,
+            width=width,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            seed=seed,
+            adapter_scale=adapter_scale,
+            enhancements=Enhancements(latent_rotation, rotate_features, circular_padding),
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    sampled = time.perf_counter()
+    path = write_video(video.frames, out, fps=fps)
+    summary = {
+        "out": str(path),
+        "seed": video.seed,
+        "frames": frames,
+        "size": [height, width],
+        "load_s": round(loaded - started, 2),
+        "sample_s": round(sampled - loaded, 2),
+        "write_s": round(time.perf_counter() - sampled, 2),
+    }
+    typer.echo(json.dumps(summary))
+
+
+def export_tiny(
+    folder: Annotated[Path, typer.Argument(help="Where to write the model folder.")],
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Write the built-in tiny model as a model folder (what a registry `folder:` entry points to)."""
+    from models.tiny import build_tiny_pipeline
+
+    path = build_tiny_pipeline(seed=seed).save_pretrained(folder)
+    typer.echo(f"tiny model written to {path}")
