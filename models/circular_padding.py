@@ -17,12 +17,11 @@ from torch import nn
 
 class WidthCircularConv2d(nn.Conv2d):
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        # One copy for the width wrap; the convolution itself zero-pads the height.
         pad_h, pad_w = self.padding  # type: ignore[misc]
         if pad_w:
             input = F.pad(input, (pad_w, pad_w, 0, 0), mode="circular")
-        if pad_h:
-            input = F.pad(input, (0, 0, pad_h, pad_h))
-        return F.conv2d(input, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(input, weight, bias, self.stride, (pad_h, 0), self.dilation, self.groups)
 
 
 def _padded_convs(module: nn.Module) -> Iterator[nn.Conv2d]:

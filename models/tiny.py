@@ -62,13 +62,13 @@ def tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=77)
 
 
-def tiny_text_encoder(vocab_size: int) -> CLIPTextModel:
+def random_text_encoder(vocab_size: int, hidden_size: int, layers: int, heads: int) -> CLIPTextModel:
     config = CLIPTextConfig(
         vocab_size=vocab_size,
-        hidden_size=TINY_TEXT_DIM,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
         max_position_embeddings=77,
         bos_token_id=0,
         eos_token_id=1,
@@ -77,19 +77,35 @@ def tiny_text_encoder(vocab_size: int) -> CLIPTextModel:
     return CLIPTextModel(config).eval()
 
 
-def build_tiny_components(seed: int = 0) -> dict:
-    """The tiny model's parts, each with seeded random weights (the same seed gives the same model)."""
+def build_random_components(
+    unet_config: dict,
+    motion_config: dict,
+    vae_config: dict,
+    adapter_config: dict,
+    text_layers: int = 2,
+    text_heads: int = 2,
+    seed: int = 0,
+) -> dict:
+    """A pipeline's parts with seeded random weights (the same seed gives the same model), any size."""
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer()
     return {
-        "vae": AutoencoderKL(**TINY_VAE_CONFIG).eval(),
-        "text_encoder": tiny_text_encoder(len(tokenizer)),
+        "vae": AutoencoderKL(**vae_config).eval(),
+        "text_encoder": random_text_encoder(
+            len(tokenizer), unet_config["cross_attention_dim"], text_layers, text_heads
+        ),
         "tokenizer": tokenizer,
-        "unet2d": UNet2DConditionModel(**TINY_UNET_CONFIG).eval(),
-        "motion_adapter": MotionAdapter(**TINY_MOTION_CONFIG).eval(),
-        "adapter": Adapter360(**TINY_ADAPTER_CONFIG).eval(),
+        "unet2d": UNet2DConditionModel(**unet_config).eval(),
+        "motion_adapter": MotionAdapter(**motion_config).eval(),
+        "adapter": Adapter360(**adapter_config).eval(),
         "scheduler": animatediff_ddim_scheduler(),
     }
+
+
+def build_tiny_components(seed: int = 0) -> dict:
+    return build_random_components(
+        TINY_UNET_CONFIG, TINY_MOTION_CONFIG, TINY_VAE_CONFIG, TINY_ADAPTER_CONFIG, seed=seed
+    )
 
 
 def build_tiny_pipeline(seed: int = 0, device: str | torch.device | None = None):
