@@ -187,7 +187,8 @@ def test_keda_schema_check_catches_mistakes() -> None:
 
 def test_each_worker_deployment_is_scaled_on_its_own_queue() -> None:
     docs = [d for p in manifest_files() for d in documents(p)]
-    workers = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment" and "worker" in d["metadata"]["name"]}
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    workers = {d["metadata"]["name"]: d for d in deployments if "worker" in d["metadata"]["name"]}
     assert workers
     for scaled in scaled_objects():
         worker = workers[scaled["spec"]["scaleTargetRef"]["name"]]
