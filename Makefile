@@ -4,14 +4,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint bench
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml scripts/setup.sh api/web/package.json api/web/package-lock.json
 	bash scripts/setup.sh
 	touch $(STAMP)
 
-serve: $(STAMP)
+# The page's bundle is rebuilt when its sources change (set-up builds it the first time).
+WEB_DIST := api/web/dist/index.html
+$(WEB_DIST): $(STAMP) api/web/index.html api/web/vite.config.js $(wildcard api/web/src/*) $(wildcard api/web/public/*)
+	cd api/web && npm run build --silent
+
+serve: $(STAMP) $(WEB_DIST)
 	$(VENV)/bin/dvd360 serve
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_DIST)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
