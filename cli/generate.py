@@ -48,10 +48,12 @@ def generate(
     from tqdm import tqdm
 
     from models.enhancements import Enhancements
+    from models.errors import CheckpointError
     from models.loading import load_pipeline, load_pipeline_folder
+    from models.media.errors import FlowInputError
     from models.media.flow_video import load_flow_condition
     from models.media.video_writer import write_video
-    from models.registry import load_registry
+    from models.registry import RegistryError, load_registry
 
     if width != 2 * height or height % 64:
         raise typer.BadParameter(
@@ -62,16 +64,22 @@ def generate(
         kind = flow_kind or _guess_flow_kind(flow)
         if kind not in FLOW_KINDS:
             raise typer.BadParameter(f"use one of {', '.join(FLOW_KINDS)}", param_hint="--flow-kind")
-        condition = load_flow_condition(flow, kind, frames, height, width)
+        try:
+            condition = load_flow_condition(flow, kind, frames, height, width)
+        except FlowInputError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--flow") from exc
 
     started = time.perf_counter()
-    if weights is not None:
-        pipe = load_pipeline_folder(weights, device=device)
-    else:
-        registry = load_registry(models)
-        if model not in registry:
-            raise typer.BadParameter(f"unknown model {model!r}; available: {', '.join(registry.names())}")
-        pipe = load_pipeline(registry.get(model), device=device)
+    try:
+        if weights is not None:
+            pipe = load_pipeline_folder(weights, device=device)
+        else:
+            registry = load_registry(models)
+            if model not in registry:
+                raise typer.BadParameter(f"unknown model {model!r}; available: {', '.join(registry.names())}")
+            pipe = load_pipeline(registry.get(model), device=device)
+    except (CheckpointError, RegistryError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--weights" if weights else "--model") from exc
     loaded = time.perf_counter()
 
     with tqdm(total=steps, desc="denoising", unit="step") as bar:

@@ -1,0 +1,47 @@
+"""The one function every result leaves through: frames -> H.264 MP4 (yuv420p, moov first), written atomically.
+Spherical metadata injection belongs here too (the media issue), as the last step after encoding."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) floats in [0, 1] (or uint8 already) -> uint8."""
+    if frames.dtype == np.uint8:
+        return frames
+    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_video(frames: np.ndarray, path: str | Path, fps: int = 8, quality: int = 18) -> Path:
+    """Encode (F, H, W, 3) frames as H.264 at constant quality `quality` (CRF: lower is better).
+
+    Written to a temporary file in the same folder and renamed, so `path` is never half-written.
+    """
+    path = Path(path)
+    frames = to_uint8(np.asarray(frames))
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"expected frames shaped (F, H, W, 3) with F >= 1, got {frames.shape}")
+    height, width = frames.shape[1:3]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{path.stem}-", dir=path.parent)
+    os.close(fd)
+    try:
+        # faststart: players (and presigned-URL streaming) can start before the whole file arrives
+        with av.open(tmp, "w", format="mp4", options={"movflags": "faststart"}) as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = {"crf": str(quality), "preset": "veryfast"}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
