@@ -18,7 +18,7 @@ from models.loading import load_pipeline, load_pipeline_folder
 from models.pipeline import Panorama360Pipeline
 from models.registry import ModelSpec
 from models.tiny import build_tiny_components
-from tests.models.published_layouts import adapter_checkpoint, motion_checkpoint, sd15_folder
+from tests.models.published_layouts import adapter_checkpoint, ldm_checkpoint, motion_checkpoint, sd15_folder
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "360dvd"
 CALL = dict(prompt="a volcano at sunset", num_frames=2, height=64, width=128, num_inference_steps=2, seed=3)
@@ -147,3 +147,31 @@ def test_not_a_model_folder(tmp_path) -> None:
         load_pipeline_folder(tmp_path)
     with pytest.raises(CheckpointError, match="not a dvd360 model folder"):
         load_pipeline_folder(tmp_path / "nothing-here")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])
+def test_personalised_single_file_replaces_unet_and_vae(parts, tmp_path, suffix) -> None:
+    donor = build_tiny_components(seed=9)  # the "personalised" weights
+    path = ldm_checkpoint(donor["unet2d"], donor["vae"], tmp_path / f"personal{suffix}")
+    target = build_tiny_components(seed=5)
+    unet, vae = load_ldm_checkpoint(path, target["unet2d"], target["vae"])
+    assert same_weights(unet, donor["unet2d"]) and same_weights(vae, donor["vae"])
+
+
+def test_novae_single_file_keeps_the_sd_vae(tmp_path) -> None:
+    donor, target = build_tiny_components(seed=9), build_tiny_components(seed=5)
+    sd_vae = {k: v.clone() for k, v in target["vae"].state_dict().items()}
+    path = ldm_checkpoint(donor["unet2d"], donor["vae"], tmp_path / "personalNovae.safetensors", with_vae=False)
+    unet, vae = load_ldm_checkpoint(path, target["unet2d"], target["vae"])
+    assert same_weights(unet, donor["unet2d"])
+    assert all(torch.equal(v, sd_vae[k]) for k, v in vae.state_dict().items())
+
+
+def test_single_file_of_another_architecture_is_named(tmp_path) -> None:
+    donor, target = build_tiny_components(seed=9), build_tiny_components(seed=5)
+    path = ldm_checkpoint(donor["unet2d"], donor["vae"], tmp_path / "other.safetensors")
+    wider = type(target["unet2d"])(**{**target["unet2d"].config, "block_out_channels": (48, 48, 96, 96)})
+    with pytest.raises(
+        CheckpointError, match=r"other\.safetensors is not a Stable Diffusion UNet checkpoint: .*mis-shaped"
+    ):
+        load_ldm_checkpoint(path, wider, target["vae"])
