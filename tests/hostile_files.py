@@ -36,11 +36,13 @@ def _video(out: Path, size: str = "64x32", frames: int = 16, rate: int = 8, *ext
 
 def _valid_mp4(tmp: Path) -> bytes:
     path = tmp / "valid-source.mp4"
-    if not path.exists():
-        _video(path)
+    if not path.exists():  # moov first, so a broken moov cannot be skipped over to reach the samples
+        _video(path, "64x32", 16, 8, "-movflags", "+faststart")
     return path.read_bytes()
 
 
+# FFmpeg recovers every frame from a moov whose size runs past the end of the file, or from a file whose moov
+# box is renamed (it scans on): those decode correctly, so they are not in the list.
 def _patch_box_size(data: bytes, box: bytes, new_size: int) -> bytes:
     at = data.index(box) - 4
     return data[:at] + struct.pack(">I", new_size) + data[at + 4 :]
@@ -140,16 +142,8 @@ def _makers() -> list[tuple[Hostile, Maker]]:
             file_from(lambda out: _video(out.with_suffix(".mp4"), "32x64", 17)),
         ),
         (
-            Hostile("moov-huge.mp4", "flow_video", "moov box size beyond the file"),
-            lambda tmp: _patch_box_size(_valid_mp4(tmp), b"moov", 2**31),
-        ),
-        (
             Hostile("moov-tiny.mp4", "flow_video", "moov box size 3 (corrupt header)"),
             lambda tmp: _patch_box_size(_valid_mp4(tmp), b"moov", 3),
-        ),
-        (
-            Hostile("no-moov.mp4", "flow_video", "moov renamed: no track table"),
-            lambda tmp: _valid_mp4(tmp).replace(b"moov", b"free", 1),
         ),
         (
             Hostile("ftyp-only.mp4", "flow_video", "only the ftyp box"),

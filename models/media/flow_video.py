@@ -1,7 +1,12 @@
-"""Flow condition videos -> the tensor the pipeline expects: (frames, 3, H, W) float32 in [-1, 1]."""
+"""Motion uploads -> the tensor the pipeline expects: (frames, 3, H, W) float32 in [-1, 1].
+
+Three kinds: a flow video (already colour-coded), raw flow fields (.npy/.npz/.flo, encoded here) and a
+panoramic clip whose motion is copied (flow extracted, then encoded).
+"""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import av
@@ -9,8 +14,12 @@ import cv2
 import numpy as np
 
 from models.media.errors import FlowInputError
+from models.media.flow_encoding import encode_flow
+from models.media.flow_extract import extract_flow
 
-FLOW_KINDS = ("flow_video",)
+FLOW_KINDS = ("flow_video", "raw_flow", "panorama_clip")
+FLO_MAGIC = 202021.25
+MAX_RAW_BYTES = 2 * 1024**3  # refuse headers that declare more (an allocation bomb), before reading data
 
 
 def sample_indices(available: int, num_frames: int) -> np.ndarray:
@@ -28,17 +37,97 @@ def decode_rgb(path: str | Path) -> list[np.ndarray]:
         raise FlowInputError(f"{Path(path).name}: not a readable video ({exc}); upload MP4, WebM or MOV") from exc
 
 
+def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _to_condition(frames: np.ndarray) -> np.ndarray:
+    return (frames.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)
+
+
 def read_flow_condition(path: str | Path, num_frames: int = 16, height: int = 512, width: int = 1024) -> np.ndarray:
     frames = decode_rgb(path)
     if not frames:
         raise FlowInputError(f"{Path(path).name}: the video has no frames")
     picked = [frames[i] for i in sample_indices(len(frames), num_frames)]
-    resized = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in picked])
-    return (resized.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)
+    return _to_condition(np.stack([_resize(f, height, width) for f in picked]))
+
+
+def read_flo(path: Path) -> np.ndarray:
+    """Middlebury .flo: float32 magic 202021.25, int32 width and height, then H x W x 2 float32."""
+    data = path.read_bytes()
+    if len(data) < 12 or np.frombuffer(data[:4], "<f4")[0] != FLO_MAGIC:
+        raise FlowInputError(f"{path.name}: not a Middlebury .flo file (wrong magic number)")
+    width, height = (int(x) for x in np.frombuffer(data[4:12], "<i4"))
+    if not (0 < width <= 16384 and 0 < height <= 16384) or len(data) != 12 + width * height * 8:
+        raise FlowInputError(f"{path.name}: .flo header says {width} x {height}, which does not match its data")
+    return np.frombuffer(data[12:], "<f4").reshape(1, height, width, 2)
+
+
+def read_raw_flow(path: str | Path) -> np.ndarray:
+    """(F, H, W, 2) float32 flow from .npy, .npz (array `flow` or the only array) or .flo; checked."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".flo":
+            flow = read_flo(path)
+        elif path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                names = archive.files
+                if not names:
+                    raise FlowInputError(f"{path.name}: the archive holds no arrays")
+                flow = archive["flow" if "flow" in names else names[0]]
+        else:
+            with path.open("rb") as f:  # check the declared size before numpy allocates it
+                version = np.lib.format.read_magic(f)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(f)
+            if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > MAX_RAW_BYTES:
+                raise FlowInputError(f"{path.name}: declares an array of shape {shape}, far too large")
+            flow = np.load(path, allow_pickle=False)
+    except FlowInputError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # bad headers, pickles, zips
+        raise FlowInputError(f"{path.name}: not a readable flow array ({exc}); save it with numpy.save") from exc
+    if not isinstance(flow, np.ndarray):
+        raise FlowInputError(f"{path.name}: not a numpy array file; save the flow with numpy.save")
+    if flow.ndim == 3:
+        flow = flow[None]
+    if flow.ndim != 4 or flow.shape[-1] != 2 or not np.issubdtype(flow.dtype, np.number) or len(flow) == 0:
+        raise FlowInputError(f"{path.name}: flow must be shaped (frames, H, W, 2) of numbers, got {flow.shape}")
+    flow = flow.astype(np.float32)
+    if not np.isfinite(flow).all():
+        raise FlowInputError(f"{path.name}: flow holds NaN or infinite values")
+    return flow
+
+
+def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resample flow fields to the output size; vectors are in pixels, so they scale with the size."""
+    scale = np.array([width / flow.shape[2], height / flow.shape[1]], np.float32)
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) * scale for f in flow])
+
+
+def read_panorama_clip(path: str | Path) -> list[np.ndarray]:
+    frames = decode_rgb(path)
+    if len(frames) < 2:
+        raise FlowInputError(f"{Path(path).name}: a clip needs at least 2 frames to copy motion from")
+    h, w = frames[0].shape[:2]
+    if w != 2 * h:
+        raise FlowInputError(f"{Path(path).name}: {w} x {h} is not an equirectangular (2:1) panorama")
+    return frames
 
 
 def load_flow_condition(path: str | Path, kind: str, num_frames: int, height: int, width: int) -> np.ndarray:
-    """A motion file of the given kind as a flow condition (raw flow and clip extraction: the media issue)."""
-    if kind not in FLOW_KINDS:
-        raise FlowInputError(f"motion kind {kind!r} is not supported yet; use one of {', '.join(FLOW_KINDS)}")
-    return read_flow_condition(path, num_frames, height, width)
+    """A motion file of the given kind as a flow condition (the published frame sampling for every kind)."""
+    if kind == "flow_video":
+        return read_flow_condition(path, num_frames, height, width)
+    if kind == "raw_flow":
+        flow = read_raw_flow(path)
+    elif kind == "panorama_clip":
+        frames = read_panorama_clip(path)
+        flow = extract_flow(np.stack([_resize(f, height, width) for f in frames]))
+    else:
+        raise FlowInputError(f"unknown motion kind {kind!r}; use one of {', '.join(FLOW_KINDS)}")
+    flow = flow[sample_indices(len(flow), num_frames)]
+    return _to_condition(encode_flow(resize_flow(flow, height, width)))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from models.media.errors import FlowInputError
+from models.media.flow_encoding import encode_flow
 from models.media.flow_video import load_flow_condition, read_flow_condition, sample_indices
 from models.media.video_writer import write_video
 
@@ -48,8 +49,56 @@ def test_not_a_video_is_refused(tmp_path) -> None:
     bad.write_text("not a video")
     with pytest.raises(FlowInputError, match="not a readable video"):
         read_flow_condition(bad)
-    with pytest.raises(FlowInputError, match="not supported yet"):
-        load_flow_condition(EXAMPLE, "panorama_clip", 16, 64, 128)
+    with pytest.raises(FlowInputError, match="unknown motion kind"):
+        load_flow_condition(EXAMPLE, "optical", 16, 64, 128)
+
+
+def write_flo(flow: np.ndarray, path: Path) -> Path:
+    h, w = flow.shape[:2]
+    path.write_bytes(np.float32(202021.25).tobytes() + np.array([w, h], "<i4").tobytes() + flow.astype("<f4").tobytes())
+    return path
+
+
+def test_raw_flow_formats_give_the_encoded_condition(tmp_path) -> None:
+    flow = np.zeros((20, 16, 32, 2), np.float32)
+    flow[..., 0] = np.linspace(-3, 3, 20)[:, None, None]  # a different rightward speed per frame
+    np.save(tmp_path / "flow.npy", flow)
+    np.savez(tmp_path / "flow.npz", flow=flow)
+    expected_frames = flow[sample_indices(20, 8)] * 2  # the output is twice the size: vectors double
+    expected = encode_flow(np.repeat(np.repeat(expected_frames, 2, axis=1), 2, axis=2)).astype(np.float32) / 127.5 - 1
+    for name in ("flow.npy", "flow.npz"):
+        condition = load_flow_condition(tmp_path / name, "raw_flow", 8, 32, 64)
+        assert condition.shape == (8, 3, 32, 64)
+        np.testing.assert_allclose(condition, expected.transpose(0, 3, 1, 2), atol=2 / 127.5)
+    single = load_flow_condition(write_flo(flow[5], tmp_path / "one.flo"), "raw_flow", 4, 16, 32)
+    assert single.shape == (4, 3, 16, 32) and np.all(single == single[0])  # one field, repeated
+
+
+def test_panorama_clip_motion_is_copied(tmp_path) -> None:
+    from tests.media.test_flow_and_geometry import seamless_panorama
+
+    base = seamless_panorama(64, 128)
+    clip = np.stack([np.roll(base, 2 * t, axis=1) for t in range(10)])
+    path = write_video(clip, tmp_path / "clip.mp4", quality=0)
+    condition = load_flow_condition(path, "panorama_clip", 8, 64, 128)
+    expected = encode_flow(np.array([[[2.0, 0.0]]]))[0, 0].astype(np.float32) / 127.5 - 1
+    centre = np.median(condition[:, :, 16:48].reshape(8, 3, -1), axis=-1)
+    np.testing.assert_allclose(centre, np.broadcast_to(expected, (8, 3)), atol=0.1)
+
+
+def test_hostile_uploads_fail_only_with_flow_input_errors(tmp_path) -> None:
+    from tests.hostile_files import make_hostile_files
+
+    accepted = []
+    for hostile, path in make_hostile_files(tmp_path / "hostile"):
+        try:
+            load_flow_condition(path, hostile.kind, 8, 32, 64)
+        except FlowInputError as exc:
+            assert path.name in str(exc) or "motion" in str(exc), exc
+        else:
+            accepted.append(hostile.name)
+    # decodable videos that only an upload policy (frame and size caps in the API's probe) refuses
+    assert set(accepted) <= {"one-frame.mp4", "thousands.mp4", "sliver.mp4", "anim.mp4", "image.mp4", "still.mov"}
 
 
 def test_writer_gives_h264_yuv420p_with_moov_first(tmp_path) -> None:
