@@ -1,5 +1,5 @@
-"""The one function every result leaves through: frames -> H.264 MP4 (yuv420p, moov first), written atomically.
-Spherical metadata injection belongs here too (the media issue), as the last step after encoding."""
+"""The one function every result leaves through: frames -> H.264 MP4 (yuv420p, moov first) -> spherical
+metadata injected as the last step (any later re-mux would drop it), written atomically."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from models.media.spherical import inject_spherical
+
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
     """(F, H, W, 3) floats in [0, 1] (or uint8 already) -> uint8."""
@@ -18,8 +20,9 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_video(frames: np.ndarray, path: str | Path, fps: int = 8, quality: int = 18) -> Path:
-    """Encode (F, H, W, 3) frames as H.264 at constant quality `quality` (CRF: lower is better).
+def write_video(frames: np.ndarray, path: str | Path, fps: int = 8, quality: int = 18, spherical: bool = True) -> Path:
+    """Encode (F, H, W, 3) frames as H.264 at constant quality `quality` (CRF: lower is better), tagged as an
+    equirectangular 360° video unless `spherical` is False.
 
     Written to a temporary file in the same folder and renamed, so `path` is never half-written.
     """
@@ -40,8 +43,10 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 8, quality: int
             for frame in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())
-        os.replace(tmp, path)
-    except BaseException:
+        if spherical:
+            inject_spherical(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return path
