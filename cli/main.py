@@ -2,7 +2,8 @@
 
 import typer
 
-from cli import generate
+from cli import generate, media
 
 app = typer.Typer(help="360° panorama video generation (360DVD).", no_args_is_help=True)
 generate.register(app)
+media.register(app)

@@ -1,0 +1,97 @@
+"""`dvd360 flow encode|extract`, `dvd360 inject` and `dvd360 evaluate`: media tools for users' own files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+flow_app = typer.Typer(help="Make flow condition videos.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(flow_app, name="flow")
+    app.command()(inject)
+    app.command()(evaluate)
+
+
+def _fail(exc: ValueError, hint: str) -> typer.BadParameter:
+    return typer.BadParameter(str(exc), param_hint=hint)
+
+
+@flow_app.command("encode")
+def flow_encode(
+    flow: Annotated[Path, typer.Argument(help="Raw flow: .npy/.npz (frames x H x W x 2) or Middlebury .flo.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Flow video to write (MP4).")],
+    fps: Annotated[int, typer.Option(min=1, max=60)] = 8,
+) -> None:
+    """Encode raw optical flow as the colour video the 360-Adapter reads."""
+    from models.media.errors import FlowInputError
+    from models.media.flow_encoding import encode_flow
+    from models.media.flow_video import read_raw_flow
+    from models.media.video_writer import write_video
+
+    try:
+        fields = read_raw_flow(flow)
+    except FlowInputError as exc:
+        raise _fail(exc, "FLOW") from exc
+    # near-lossless: the adapter reads colours, compression artefacts would read as motion
+    path = write_video(encode_flow(fields), out, fps=fps, quality=0, spherical=False)
+    typer.echo(json.dumps({"out": str(path), "frames": len(fields), "size": list(fields.shape[1:3])}))
+
+
+@flow_app.command("extract")
+def flow_extract(
+    clip: Annotated[Path, typer.Argument(help="A 360° (2:1) clip whose motion should be copied.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Flow video to write (MP4).")],
+    backend: Annotated[str, typer.Option(help="dis (default) or farneback.")] = "dis",
+    height: Annotated[int, typer.Option(help="Flow is measured at this height (width 2x).")] = 512,
+    fps: Annotated[int, typer.Option(min=1, max=60)] = 8,
+) -> None:
+    """Measure a panoramic clip's optical flow (seam-continuous) and write it as a flow video."""
+    import cv2
+    import numpy as np
+    from tqdm import tqdm
+
+    from models.media.errors import FlowInputError
+    from models.media.flow_encoding import encode_flow
+    from models.media.flow_extract import extract_flow
+    from models.media.flow_video import read_panorama_clip
+    from models.media.video_writer import write_video
+
+    try:
+        frames = read_panorama_clip(clip)
+        frames = np.stack([cv2.resize(f, (2 * height, height), interpolation=cv2.INTER_AREA) for f in frames])
+        with tqdm(total=len(frames) - 1, desc="optical flow", unit="frame") as bar:
+            fields = extract_flow(frames, backend, progress=lambda done, _: bar.update(done - bar.n))
+    except FlowInputError as exc:
+        raise _fail(exc, "CLIP") from exc
+    path = write_video(encode_flow(fields), out, fps=fps, quality=0, spherical=False)
+    typer.echo(json.dumps({"out": str(path), "frames": len(fields), "size": [height, 2 * height]}))
+
+
+def inject(
+    video: Annotated[Path, typer.Argument(help="An equirectangular H.264 MP4.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the tagged copy.")],
+) -> None:
+    """Tag an equirectangular MP4 as a 360° video (spherical metadata V1 + V2) for YouTube, VLC and headsets."""
+    from models.media.errors import VideoFileError
+    from models.media.spherical import inject_spherical
+
+    try:
+        typer.echo(str(inject_spherical(video, out)))
+    except (VideoFileError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="VIDEO") from exc
+
+
+def evaluate(video: Annotated[Path, typer.Argument(help="A panoramic video.")]) -> None:
+    """Print seam continuity and frame consistency of a panoramic video as JSON."""
+    from models.media.errors import FlowInputError, VideoFileError
+    from models.media.evaluate import evaluate_video
+
+    try:
+        typer.echo(json.dumps(evaluate_video(video)))
+    except (VideoFileError, FlowInputError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="VIDEO") from exc
