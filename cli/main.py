@@ -2,8 +2,9 @@
 
 import typer
 
-from cli import generate, media
+from cli import generate, media, train
 
 app = typer.Typer(help="360° panorama video generation (360DVD).", no_args_is_help=True)
 generate.register(app)
 media.register(app)
+train.register(app)

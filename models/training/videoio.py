@@ -1,0 +1,85 @@
+"""Small PyAV helpers for training data: decode chosen frames of a clip, write a lossless-ish flow video."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+
+
+class CorruptVideo(RuntimeError):
+    """A file that cannot be decoded into the frames asked for."""
+
+
+def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None or frame.shape[:2] == tuple(size):
+        return frame
+    h, w = size
+    interpolation = cv2.INTER_AREA if h < frame.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(frame, (w, h), interpolation=interpolation)
+
+
+def read_frames(
+    path: str | Path, indices: Sequence[int] | None = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """uint8 (N, H, W, 3) RGB frames at `indices` (all frames if None), resized to size=(H, W) if given.
+
+    Raises CorruptVideo when the file cannot be opened or holds fewer frames than asked for.
+    """
+    wanted = None if indices is None else sorted(set(int(i) for i in indices))
+    last = None if wanted is None else wanted[-1]
+    frames: dict[int, np.ndarray] = {}
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for i, frame in enumerate(container.decode(stream)):
+                if wanted is None or i in wanted:
+                    frames[i] = _resize(frame.to_ndarray(format="rgb24"), size)
+                if last is not None and i >= last:
+                    break
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise CorruptVideo(f"{path}: {exc}") from exc
+    if wanted is None:
+        if not frames:
+            raise CorruptVideo(f"{path}: no frames")
+        return np.stack([frames[i] for i in sorted(frames)])
+    missing = [i for i in wanted if i not in frames]
+    if missing:
+        raise CorruptVideo(f"{path}: has {len(frames)} of the frames asked for (missing {missing[:3]}...)")
+    return np.stack([frames[int(i)] for i in indices])
+
+
+def video_info(path: str | Path) -> tuple[int, float]:
+    """(frame count, frames per second); the count is decoded when the container does not store it."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 8)
+            count = stream.frames or sum(1 for _ in container.decode(stream))
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise CorruptVideo(f"{path}: {exc}") from exc
+    return int(count), fps
+
+
+def find_video(folder: str | Path, name: str) -> Path | None:
+    """The file in `folder` called `name`, or `name` plus a video suffix."""
+    folder = Path(folder)
+    direct = folder / name
+    if direct.suffix.lower() in VIDEO_SUFFIXES and direct.is_file():
+        return direct
+    for suffix in VIDEO_SUFFIXES:
+        candidate = folder / f"{name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def list_videos_in(folder: str | Path) -> list[Path]:
+    """The video files directly inside `folder`, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
