@@ -2,9 +2,10 @@
 
 import typer
 
-from cli import generate, media, train
+from cli import generate, media, serve, train
 
 app = typer.Typer(help="360° panorama video generation (360DVD).", no_args_is_help=True)
 generate.register(app)
 media.register(app)
+serve.register(app)
 train.register(app)

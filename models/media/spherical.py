@@ -155,6 +155,7 @@ def inject_spherical(src: str | Path, dst: str | Path, fix_offsets: bool = True)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{dst.stem}-", dir=dst.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are served and shared
         with os.fdopen(fd, "wb") as out:
             out.write(data[:moov_start])
             out.write(new_moov)

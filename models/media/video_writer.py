@@ -33,6 +33,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 8, quality: int
     height, width = frames.shape[1:3]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{path.stem}-", dir=path.parent)
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are served and shared
     os.close(fd)
     try:
         # faststart: players (and presigned-URL streaming) can start before the whole file arrives

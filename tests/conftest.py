@@ -1,0 +1,58 @@
+"""Fixtures shared across test folders: the embedded service (`dvd360 serve`: a real Redis server, a real Celery
+worker process and the API, tiny model, local storage), started once per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Base URL of a running embedded service (uploads capped at 1 MB so the 413 path is testable)."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("serve")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
+    env.update(PYTHONPATH=str(ROOT), DVD360_MAX_UPLOAD_MB="1")
+    log = open(data / "serve.log", "w")  # noqa: SIM115 (closed in the teardown)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dvd360"), "serve", "--port", str(port), "--data-dir", str(data / "data")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (data / "serve.log").read_text()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    else:
+        pytest.fail("embedded service did not become ready:\n" + (data / "serve.log").read_text())
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        log.close()

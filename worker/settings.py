@@ -1,0 +1,40 @@
+"""Every setting of the API and worker processes, from the environment (prefix DVD360_); one object per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DVD360_", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the queue and the job records.")
+    storage: Literal["local", "s3"] = Field("local", description="Where results go: a local folder or S3.")
+    data_dir: Path = Field(Path("dvd360-data"), description="Local storage and uploads (embedded default).")
+    s3_endpoint_url: str | None = Field(None, description="S3/MinIO endpoint the processes reach.")
+    s3_public_endpoint_url: str | None = Field(None, description="Endpoint in presigned URLs (what clients reach).")
+    s3_bucket: str = Field("dvd360", description="Bucket for results and uploads.")
+    s3_access_key: str | None = Field(None, description="S3 access key (else the standard AWS variables).")
+    s3_secret_key: str | None = Field(None, description="S3 secret key.")
+    s3_region: str = Field("us-east-1", description="Region for SigV4 signing.")
+    model_registry: Path | None = Field(None, description="Model registry YAML; the tiny model when unset.")
+    auth: bool = Field(True, description="Require API keys; off only in the embedded default.")
+    signing_key: str = Field("", description="HMAC key for local download links (random per start if empty).")
+    max_upload_mb: int = Field(200, description="Largest accepted motion upload.")
+    max_height: int = Field(512, description="Largest output height (width is 2x).")
+    job_ttl_s: int = Field(7 * 24 * 3600, description="How long job records are kept.")
+    url_expiry_s: int = Field(3600, description="Lifetime of download links.")
+    warm_models: str = Field("", description="Comma-separated base models a worker loads at start.")
+    heartbeat_file: Path | None = Field(None, description="File the worker touches while alive (liveness probe).")
+    cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from browsers.")
+    device: str | None = Field(None, description="Torch device for the worker (default: CUDA when present).")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,88 @@
+"""Result storage behind one interface: S3/MinIO (presigned URLs) or a local folder (HMAC-signed links the API
+serves). Keys are derived from the job id, so a redelivered job overwrites its outputs instead of adding more."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from worker.settings import Settings
+
+CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".npy": "application/octet-stream"}
+
+
+def output_key(job_id: str, name: str) -> str:
+    return f"outputs/{job_id}/{name}"
+
+
+class LocalStorage:
+    def __init__(self, root: Path, signing_key: str) -> None:
+        self.root, self.signing_key = root.resolve(), signing_key.encode()
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"key {key!r} leaves the storage folder")
+        return path
+
+    def put(self, key: str, source: Path) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+
+    def ping(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def signature(self, key: str, expires: int) -> str:
+        return hmac.new(self.signing_key, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def url(self, key: str, expiry_s: int) -> tuple[str, int]:
+        expires = int(time.time()) + expiry_s
+        return f"/files/{quote(key)}?expires={expires}&sig={self.signature(key, expires)}", expires
+
+    def verify(self, key: str, expires: int, sig: str) -> bool:
+        return expires >= time.time() and hmac.compare_digest(self.signature(key, expires), sig)
+
+
+class S3Storage:
+    def __init__(self, settings: Settings) -> None:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 5})
+        common = {
+            "aws_access_key_id": settings.s3_access_key,
+            "aws_secret_access_key": settings.s3_secret_key,
+            "region_name": settings.s3_region,
+            "config": config,
+        }
+        self.bucket = settings.s3_bucket
+        self.client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, **common)
+        # SigV4 signs the host: presign with the address clients use, not the in-cluster one
+        public = settings.s3_public_endpoint_url or settings.s3_endpoint_url
+        self.presigner = boto3.client("s3", endpoint_url=public, **common)
+
+    def put(self, key: str, source: Path) -> None:
+        content_type = CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream")
+        self.client.upload_file(str(source), self.bucket, key, ExtraArgs={"ContentType": content_type})
+
+    def ping(self) -> None:
+        self.client.head_bucket(Bucket=self.bucket)
+
+    def url(self, key: str, expiry_s: int) -> tuple[str, int]:
+        url = self.presigner.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expiry_s
+        )
+        return url, int(time.time()) + expiry_s
+
+
+def make_storage(settings: Settings) -> LocalStorage | S3Storage:
+    if settings.storage == "s3":
+        return S3Storage(settings)
+    return LocalStorage(settings.data_dir / "storage", settings.signing_key)
