@@ -1,5 +1,12 @@
-# API image: slim CPU Python, no torch (the API process never imports it), non-root.
+# API image: slim CPU Python, no torch (the API process never imports it), non-root, with the web page.
 # Build from the repository root: docker build -f docker/api.Dockerfile -t dvd360-api .
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY api/web/package.json api/web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY api/web ./
+RUN npm run build
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -7,7 +14,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dvd360
+# /data: uploads shared with the worker (a fresh named volume takes this owner)
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dvd360 \
+    && mkdir /data && chown dvd360 /data
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
@@ -15,6 +24,7 @@ COPY models models
 COPY api api
 COPY worker worker
 COPY cli cli
+COPY --from=web /web/dist api/web/dist
 # Versions are pinned in pyproject.toml, which this installs.
 # hadolint ignore=DL3013
 RUN pip install ".[api]"

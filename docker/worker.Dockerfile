@@ -23,7 +23,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv \
-    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin dvd360
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin dvd360 \
+    && mkdir /data && chown dvd360 /data
 
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
     && pip install "xformers==${XFORMERS_VERSION}"
