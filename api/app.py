@@ -17,14 +17,14 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.schemas import GenerateRequest
+from models.media.flow_kinds import FLOW_KINDS, RAW_FLOW_SUFFIXES, VIDEO_SUFFIXES
 from models.registry import load_registry
 from worker.jobs import JobStore, queue_name
 from worker.settings import Settings, get_settings
 from worker.storage import LocalStorage, make_storage
 
 WEB_DIST = Path(__file__).parent / "web" / "dist"
-FLOW_KINDS = ("flow_video", "raw_flow", "panorama_clip")
-UPLOAD_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".npy", ".npz", ".flo"}
+UPLOAD_SUFFIXES = {*VIDEO_SUFFIXES, *RAW_FLOW_SUFFIXES}
 
 
 def hash_key(key: str) -> str:

@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-FLOW_KINDS = ("flow_video", "raw_flow", "panorama_clip")
-RAW_FLOW_SUFFIXES = {".npy", ".npz", ".flo"}
+from models.media.flow_kinds import FLOW_KINDS, RAW_FLOW_SUFFIXES
 
 
 def register(app: typer.Typer) -> None:

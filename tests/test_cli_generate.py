@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cli.main import app
+from tests.tools import decoded_md5, plain
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "360dvd" / "example_flow_100541.mp4"
 ARGS = ["--model", "tiny", "--frames", "4", "--height", "64", "--width", "128", "--steps", "2", "--seed", "11"]
-
-
-def plain(output: str) -> str:
-    """Typer's error box without its frame and line wrapping."""
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
-
-
-def decoded_md5(path: Path) -> str:
-    out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v", "-f", "md5", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
 
 
 def test_generate_with_flow_writes_a_video(tmp_path) -> None:

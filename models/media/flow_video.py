@@ -16,8 +16,8 @@ import numpy as np
 from models.media.errors import FlowInputError
 from models.media.flow_encoding import encode_flow
 from models.media.flow_extract import extract_flow
+from models.media.flow_kinds import FLOW_KINDS
 
-FLOW_KINDS = ("flow_video", "raw_flow", "panorama_clip")
 FLO_MAGIC = 202021.25
 MAX_RAW_BYTES = 2 * 1024**3  # refuse headers that declare more (an allocation bomb), before reading data
 

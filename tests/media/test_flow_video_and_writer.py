@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import av
@@ -14,18 +12,9 @@ from models.media.errors import FlowInputError
 from models.media.flow_encoding import encode_flow
 from models.media.flow_video import load_flow_condition, read_flow_condition, sample_indices
 from models.media.video_writer import write_video
+from tests.tools import video_stream
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "360dvd" / "example_flow_100541.mp4"
-
-
-def ffprobe(path: Path) -> dict:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-count_frames", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
 
 
 def test_published_sampling_indices() -> None:
@@ -104,7 +93,7 @@ def test_hostile_uploads_fail_only_with_flow_input_errors(tmp_path) -> None:
 def test_writer_gives_h264_yuv420p_with_moov_first(tmp_path) -> None:
     frames = np.random.default_rng(0).random((6, 64, 128, 3), dtype=np.float32)
     path = write_video(frames, tmp_path / "out" / "video.mp4", fps=8)
-    (stream,) = ffprobe(path)["streams"]
+    stream = video_stream(path)
     assert (stream["codec_name"], stream["pix_fmt"], stream["width"], stream["height"]) == ("h264", "yuv420p", 128, 64)
     assert stream["nb_read_frames"] == "6" and stream["avg_frame_rate"] == "8/1"
     data = path.read_bytes()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
-
 import numpy as np
 from typer.testing import CliRunner
 
@@ -14,17 +11,9 @@ from models.media.flow_encoding import encode_flow
 from models.media.flow_video import read_flow_condition
 from models.media.video_writer import write_video
 from tests.media.test_flow_and_geometry import seamless_panorama
-from tests.media.test_spherical import spherical_side_data
+from tests.tools import last_json, plain, spherical_side_data
 
 runner = CliRunner()
-
-
-def last_json(output: str) -> dict:
-    return json.loads(output[output.rindex("{") :])
-
-
-def plain(output: str) -> str:
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
 
 
 def test_scores_tell_a_seamless_panorama_from_a_seamed_one() -> None:

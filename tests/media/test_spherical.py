@@ -13,24 +13,13 @@ import pytest
 from models.media.errors import VideoFileError
 from models.media.spherical import inject_spherical
 from models.media.video_writer import write_video
+from tests.tools import decoded_md5, spherical_side_data
 
 FRAMES = (np.random.default_rng(1).random((6, 64, 128, 3)) * 255).astype(np.uint8)
 
 
 def run(*args: str) -> str:
     return subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
-
-
-def decoded_md5(path: Path) -> str:
-    return run("ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v", "-f", "md5", "-").strip()
-
-
-def spherical_side_data(path: Path) -> dict | None:
-    streams = json.loads(
-        run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_streams", "-of", "json", str(path))
-    )
-    side = streams["streams"][0].get("side_data_list", [])
-    return next((s for s in side if s.get("side_data_type") == "Spherical Mapping"), None)
 
 
 @pytest.fixture(params=["moov-first", "moov-last"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.hostile_files import make_hostile_files
+from tests.tools import spherical_side_data, video_stream
 
 pytestmark = pytest.mark.integration
 SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 3, "seed": 5}
@@ -46,16 +47,9 @@ def test_generate_poll_download_a_spherical_mp4(client, tmp_path) -> None:
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
     path = tmp_path / "video.mp4"
     path.write_bytes(video.content)
-    probe = json.loads(
-        subprocess.run(
-            ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )["streams"][0]
+    probe = video_stream(path)
     assert (probe["width"], probe["height"], probe["codec_name"]) == (128, 64, "h264")
-    assert any(s.get("projection") == "equirectangular" for s in probe.get("side_data_list", []))
+    assert spherical_side_data(path)["projection"] == "equirectangular"
     for name in ("poster_url", "preview_url"):
         picture = client.get(job["outputs"][name])
         assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8"  # JPEG
