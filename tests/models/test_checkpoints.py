@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,12 @@ def test_missing_paths_are_named(tmp_path) -> None:
 
 def test_published_parts_give_the_same_pipeline(parts, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"loading tried to reach the network: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
     spec = ModelSpec(
         name="tiny-published",
         sd15=sd15_folder(parts, tmp_path / "sd15"),
