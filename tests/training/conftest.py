@@ -102,10 +102,9 @@ def clean_data(tmp_path_factory) -> dict[str, Path]:
     return make_dataset(tmp_path_factory.mktemp("web360clean"))
 
 
-def tiny_config(data: dict[str, Path], output_dir: Path, **overrides):
-    from models.training.config import TrainConfig
-
-    values = {
+def dataset_settings(data: dict[str, Path]) -> dict:
+    """Training settings that point at a test dataset with small clips."""
+    return {
         "csv": str(data["csv"]),
         "videos_dir": str(data["videos"]),
         "flows_dir": str(data["flows"]),
@@ -114,6 +113,14 @@ def tiny_config(data: dict[str, Path], output_dir: Path, **overrides):
         "height": H,
         "width": W,
         "num_workers": 0,
+    }
+
+
+def tiny_config(data: dict[str, Path], output_dir: Path, **overrides):
+    from models.training.config import TrainConfig
+
+    values = {
+        **dataset_settings(data),
         "model": "tiny",
         "output_dir": str(output_dir),
         "max_steps": 4,

@@ -7,7 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.train import register
-from tests.training.conftest import H, W
+from tests.training.conftest import H, W, dataset_settings
 
 runner = CliRunner()
 
@@ -25,14 +25,7 @@ def _summary(output: str) -> dict:
 
 def _config(data, tmp_path, **extra):
     values = {
-        "csv": str(data["csv"]),
-        "videos_dir": str(data["videos"]),
-        "flows_dir": str(data["flows"]),
-        "num_frames": 4,
-        "stride": 2,
-        "height": H,
-        "width": W,
-        "num_workers": 0,
+        **dataset_settings(data),
         "checkpoint_every": 1,
         "progress": False,
         **extra,
