@@ -29,10 +29,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker_command(base_models: list[str], concurrency: int) -> list[str]:
-    from worker.jobs import queue_name
-
-    queues = ",".join(queue_name(m) for m in base_models)
+def _worker_command(queues: list[str], concurrency: int, pool: str = "prefork") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -41,9 +38,11 @@ def _worker_command(base_models: list[str], concurrency: int) -> list[str]:
         "worker.celery_app",
         "worker",
         "-Q",
-        queues,
+        ",".join(queues),
         "--concurrency",
         str(concurrency),
+        "--pool",
+        pool,
         "--without-mingle",
         "--without-gossip",
         "--loglevel",
@@ -51,11 +50,19 @@ def _worker_command(base_models: list[str], concurrency: int) -> list[str]:
     ]
 
 
-def _registry_names() -> list[str]:
+def _generation_queues(base_models: list[str] | None = None) -> list[str]:
     from models.registry import load_registry
+    from worker.jobs import queue_name
     from worker.settings import get_settings
 
-    return load_registry(get_settings().model_registry).names()
+    return [queue_name(m) for m in base_models or load_registry(get_settings().model_registry).names()]
+
+
+def _webhook_worker_command() -> list[str]:
+    """Webhook deliveries wait on slow receivers: threads, apart from the generation worker."""
+    from worker.jobs import WEBHOOK_QUEUE
+
+    return _worker_command([WEBHOOK_QUEUE], 8, "threads")
 
 
 def serve(
@@ -88,7 +95,8 @@ def serve(
     except RedisServerError as exc:
         raise typer.BadParameter(str(exc)) from exc
     try:
-        children.append(subprocess.Popen(_worker_command(_registry_names(), 1)))
+        children.append(subprocess.Popen(_worker_command(_generation_queues(), 1)))
+        children.append(subprocess.Popen(_webhook_worker_command()))
         from api.app import create_app
 
         typer.echo(f"dvd360: http://{host}:{port}  (auth off, data in {data_dir})")
@@ -116,10 +124,12 @@ def api(
 def worker(
     base_models: Annotated[str | None, typer.Option(help="Comma-separated base models (default: all).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once (1 per GPU).")] = 1,
+    webhooks: Annotated[bool, typer.Option(help="Deliver webhooks instead of generating.")] = False,
 ) -> None:
-    """Run a Celery worker for the queues of these base models."""
-    names = base_models.split(",") if base_models else _registry_names()
-    os.execv(sys.executable, _worker_command(names, concurrency))
+    """Run a Celery worker for the queues of these base models (or the webhook deliverer)."""
+    names = base_models.split(",") if base_models else None
+    command = _webhook_worker_command() if webhooks else _worker_command(_generation_queues(names), concurrency)
+    os.execv(sys.executable, command)
 
 
 def worker_alive(max_age: Annotated[float, typer.Option(help="Seconds since the last heartbeat.")] = 90) -> None:
@@ -139,9 +149,7 @@ def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for.")]
     """Create an API key: printed once, stored only as a hash."""
     import redis
 
-    from api.app import hash_key
+    from api.auth import create_key
     from worker.settings import get_settings
 
-    key = secrets.token_urlsafe(32)
-    redis.Redis.from_url(get_settings().redis_url).set(f"dvd360:apikey:{hash_key(key)}", name)
-    typer.echo(key)
+    typer.echo(create_key(redis.Redis.from_url(get_settings().redis_url), name))

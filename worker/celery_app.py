@@ -8,7 +8,7 @@ from worker.heartbeat import start_heartbeat
 from worker.settings import get_settings
 
 settings = get_settings()
-app = Celery("dvd360", broker=settings.redis_url, include=["worker.tasks"])
+app = Celery("dvd360", broker=settings.redis_url, include=["worker.tasks", "worker.webhooks"])
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,

@@ -13,12 +13,26 @@ from typing import Any
 
 import redis
 
+from worker.job_metrics import record_finished
+
 TERMINAL = ("succeeded", "failed", "canceled")
+WEBHOOK_QUEUE = "webhooks"
 
 
 def queue_name(base_model: str) -> str:
     """One Celery queue per base model, so each worker keeps one pipeline warm (KEDA scales on it too)."""
     return f"gen.{base_model}"
+
+
+def active_key(owner: str) -> str:
+    """The set of an owner's queued and running jobs (the per-key cap counts it; finishing removes from it)."""
+    return f"dvd360:active:{owner}"
+
+
+def notify(celery, job: dict[str, Any]) -> None:
+    """Queue a webhook delivery of the job's current state, if it has a webhook (from the API and workers)."""
+    if job["request"].get("webhook_url"):
+        celery.send_task("dvd360.webhook", args=[job["id"], job["state"]], queue=WEBHOOK_QUEUE)
 
 
 class JobStore:
@@ -29,10 +43,10 @@ class JobStore:
     def _key(job_id: str) -> str:
         return f"dvd360:job:{job_id}"
 
-    def create(self, owner: str, request: dict[str, Any]) -> dict[str, Any]:
+    def create(self, owner: str, request: dict[str, Any], job_id: str | None = None) -> dict[str, Any]:
         now = time.time()
         job = {
-            "id": uuid.uuid4().hex,
+            "id": job_id or uuid.uuid4().hex,
             "owner": owner,
             "state": "queued",
             "request": request,
@@ -68,13 +82,30 @@ class JobStore:
                         raise KeyError(job_id)
                     if job["state"] in TERMINAL and fields.get("state") not in (None, job["state"]):
                         return job  # a finished job stays finished (a late progress write or a redelivery)
+                    finishing = fields.get("state") in TERMINAL and job["state"] not in TERMINAL
                     job.update(fields)
                     pipe.multi()
                     pipe.set(key, json.dumps(job), keepttl=True)
+                    if finishing:
+                        pipe.srem(active_key(job["owner"]), job_id)
                     pipe.execute()
                     return job
                 except redis.WatchError:
                     continue
+
+    def transition(self, celery, job_id: str, state: str, **fields: Any) -> dict[str, Any]:
+        """Move a job to `state`; when it really changed, count a finished job and queue its webhook (the API
+        cancels queued jobs with this, workers do the rest)."""
+        now = time.time()
+        if state in TERMINAL:
+            fields["finished_at"] = now
+        before = self.get(job_id)
+        job = self.update(job_id, state=state, **fields)
+        if before is not None and before["state"] != state and job["state"] == state:
+            if state in TERMINAL:
+                record_finished(self.redis, job["request"]["base_model"], state, now - job["created_at"])
+            notify(celery, job)
+        return job
 
     def list(self, owner: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         key = f"dvd360:owner:{owner}"

@@ -8,24 +8,48 @@ from typing import Any
 from models.registry import ModelRegistry
 
 
-class PipelineCache:
-    """LRU by base model: keeps at most `capacity` pipelines (one fits a 16 GB GPU at fp16)."""
+def weight_bytes(pipe: Any) -> int:
+    """Bytes of every parameter and buffer of the pipeline's torch modules (what a cached model holds)."""
+    import torch
 
-    def __init__(self, registry: ModelRegistry, device: str | None, capacity: int = 1) -> None:
-        self.registry, self.device, self.capacity = registry, device, capacity
-        self._loaded: OrderedDict[str, Any] = OrderedDict()
+    total = 0
+    for component in vars(pipe).values():
+        if isinstance(component, torch.nn.Module):
+            tensors = [*component.parameters(), *component.buffers()]
+            total += sum(t.numel() * t.element_size() for t in tensors)
+    return total
+
+
+class PipelineCache:
+    """LRU by base model within a memory budget: loading a model evicts the least recently used ones until the
+    new one fits. A budget of 0 keeps one model (an SD-1.5 360DVD pipeline is ~2.6 GB at fp16)."""
+
+    def __init__(self, registry: ModelRegistry, device: str | None, budget_gb: float = 0) -> None:
+        self.registry, self.device, self.budget = registry, device, int(budget_gb * 2**30)
+        self._loaded: OrderedDict[str, tuple[Any, int]] = OrderedDict()
 
     def get(self, name: str):
         if name in self._loaded:
             self._loaded.move_to_end(name)
-            return self._loaded[name]
+            return self._loaded[name][0]
         from models.loading import load_pipeline
 
-        while len(self._loaded) >= self.capacity:
-            self._loaded.popitem(last=False)
-        pipe = load_pipeline(self.registry.get(name), device=self.device)
-        self._loaded[name] = pipe
+        spec = self.registry.get(name)
+        # make room before loading (two models must never be in memory beyond the budget), guessing the new
+        # one is as large as the largest loaded; then trim again with its measured size
+        self._evict_for(max((size for _, size in self._loaded.values()), default=0))
+        pipe = load_pipeline(spec, device=self.device)
+        size = weight_bytes(pipe)
+        self._evict_for(size)
+        self._loaded[name] = (pipe, size)
         return pipe
+
+    def _evict_for(self, incoming: int) -> None:
+        while self._loaded and (not self.budget or self.used_bytes() + incoming > self.budget):
+            self._loaded.popitem(last=False)
+
+    def used_bytes(self) -> int:
+        return sum(size for _, size in self._loaded.values())
 
     def names(self) -> list[str]:
         return list(self._loaded)

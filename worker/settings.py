@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     heartbeat_file: Path | None = Field(None, description="File the worker touches while alive (liveness probe).")
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from browsers.")
     device: str | None = Field(None, description="Torch device for the worker (default: CUDA when present).")
+    rate_limit: str = Field("120/minute", description="Requests per API key (a `limits` string, e.g. 10/second).")
+    max_active_jobs: int = Field(8, ge=1, description="Queued plus running jobs one API key may have.")
+    idempotency_ttl_s: int = Field(24 * 3600, description="How long an Idempotency-Key keeps answering its job.")
+    webhook_allow_private: bool = Field(False, description="Allow webhooks to loopback/private addresses.")
+    pipeline_cache_gb: float = Field(0, ge=0, description="Weights kept loaded per worker (0: one model at a time).")
+    storage_retries: int = Field(4, ge=0, description="Retries (with backoff) of a failed result upload.")
 
 
 @lru_cache

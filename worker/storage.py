@@ -19,6 +19,11 @@ def output_key(job_id: str, name: str) -> str:
     return f"outputs/{job_id}/{name}"
 
 
+def upload_key(flow_id: str, suffix: str) -> str:
+    """Motion uploads live in the same storage as results: API and workers may share no disk (Kubernetes)."""
+    return f"uploads/{flow_id}{suffix}"
+
+
 class LocalStorage:
     def __init__(self, root: Path, signing_key: str) -> None:
         self.root, self.signing_key = root.resolve(), signing_key.encode()
@@ -35,6 +40,12 @@ class LocalStorage:
         tmp = target.with_name(f".{target.name}.partial")
         shutil.copyfile(source, tmp)
         tmp.replace(target)
+
+    def get(self, key: str, target: Path) -> None:
+        shutil.copyfile(self.path(key), target)
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
 
     def ping(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -55,7 +66,13 @@ class S3Storage:
         import boto3
         from botocore.config import Config
 
-        config = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 5})
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+        )
         common = {
             "aws_access_key_id": settings.s3_access_key,
             "aws_secret_access_key": settings.s3_secret_key,
@@ -70,7 +87,14 @@ class S3Storage:
 
     def put(self, key: str, source: Path) -> None:
         content_type = CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream")
+        # upload_file switches to multipart above 8 MB
         self.client.upload_file(str(source), self.bucket, key, ExtraArgs={"ContentType": content_type})
+
+    def get(self, key: str, target: Path) -> None:
+        self.client.download_file(self.bucket, key, str(target))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def ping(self) -> None:
         self.client.head_bucket(Bucket=self.bucket)

@@ -11,12 +11,16 @@ from pathlib import Path
 import redis
 
 from worker.celery_app import app
-from worker.jobs import JobStore
+from worker.jobs import TERMINAL, JobStore
 from worker.settings import get_settings
 from worker.storage import make_storage, output_key
 
 log = logging.getLogger(__name__)
 MAX_DELIVERIES = 3  # a job that kills its worker this often fails instead of looping forever
+
+
+class StorageUnavailable(Exception):
+    """Results could not be stored after every retry."""
 
 
 @lru_cache
@@ -25,15 +29,29 @@ def _runtime():
     from worker.pipeline_cache import PipelineCache
 
     settings = get_settings()
-    store = JobStore(redis.Redis.from_url(settings.redis_url), settings.job_ttl_s)
-    cache = PipelineCache(load_registry(settings.model_registry), settings.device)
-    return store, cache, make_storage(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    cache = PipelineCache(load_registry(settings.model_registry), settings.device, settings.pipeline_cache_gb)
+    return JobStore(client, settings.job_ttl_s), cache, make_storage(settings), settings
 
 
 def warm_pipelines(names: list[str]) -> None:
-    _, cache, _ = _runtime()
+    _, cache, _, _ = _runtime()
     for name in names:
         cache.get(name)
+
+
+def _store_outputs(storage, job_id: str, files: dict[str, Path], retries: int) -> None:
+    """Upload with backoff (1, 2, 4, ... s): a storage outage shorter than that costs no finished video."""
+    for attempt in range(retries + 1):
+        try:
+            for name, path in files.items():
+                storage.put(output_key(job_id, name), path)
+            return
+        except Exception as exc:  # boto3/botocore raise many unrelated types; every one means "not stored"
+            log.warning("job %s: storing results failed (attempt %d): %s", job_id, attempt + 1, exc)
+            if attempt == retries:
+                raise StorageUnavailable(f"the result could not be stored ({type(exc).__name__}); retry later") from exc
+            time.sleep(2**attempt)
 
 
 @app.task(name="dvd360.generate")
@@ -45,54 +63,57 @@ def generate(job_id: str) -> None:
     from models.media.previews import write_poster, write_preview
     from models.media.video_writer import write_video
 
-    store, cache, storage = _runtime()
+    store, cache, storage, settings = _runtime()
     job = store.get(job_id)
-    if job is None or job["state"] in ("succeeded", "failed", "canceled"):
+    if job is None or job["state"] in TERMINAL:
         return  # expired, or finished before a redelivery
     if store.cancel_requested(job_id):
-        store.update(job_id, state="canceled", finished_at=time.time())
+        store.transition(app, job_id, "canceled")
         return
     deliveries = job["deliveries"] + 1
     if deliveries > MAX_DELIVERIES:
-        store.update(job_id, state="failed", error="the job stopped its worker repeatedly", finished_at=time.time())
+        store.transition(app, job_id, "failed", error="the job stopped its worker repeatedly; it was not retried again")
         return
-    store.update(job_id, state="running", started_at=time.time(), deliveries=deliveries)
+    store.transition(app, job_id, "running", started_at=time.time(), deliveries=deliveries)
     r = job["request"]
     try:
-        pipe = cache.get(r["base_model"])
-        flow = None
-        if r.get("flow_path"):
-            flow = load_flow_condition(Path(r["flow_path"]), r["flow_kind"], r["num_frames"], r["height"], r["width"])
-
-        def progress(step: int, total: int) -> None:
-            store.update(job_id, progress={"step": step, "total": total, "percent": round(100 * step / total, 1)})
-
-        video = pipe(
-            r["prompt"],
-            negative_prompt=r["negative_prompt"],
-            flow=flow,
-            num_frames=r["num_frames"],
-            height=r["height"],
-            width=r["width"],
-            num_inference_steps=r["steps"],
-            guidance_scale=r["guidance_scale"],
-            seed=r.get("seed"),
-            adapter_scale=r["adapter_scale"],
-            enhancements=Enhancements(r["latent_rotation"], r["rotate_features"], r["circular_padding"]),
-            progress=progress,
-            should_cancel=lambda: store.cancel_requested(job_id),
-        )
         with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            pipe = cache.get(r["base_model"])
+            flow = None
+            if r.get("flow_key"):
+                local = Path(tmp) / Path(r["flow_key"]).name
+                storage.get(r["flow_key"], local)
+                flow = load_flow_condition(local, r["flow_kind"], r["num_frames"], r["height"], r["width"])
+
+            def progress(step: int, total: int) -> None:
+                store.update(job_id, progress={"step": step, "total": total, "percent": round(100 * step / total, 1)})
+
+            video = pipe(
+                r["prompt"],
+                negative_prompt=r["negative_prompt"],
+                flow=flow,
+                num_frames=r["num_frames"],
+                height=r["height"],
+                width=r["width"],
+                num_inference_steps=r["steps"],
+                guidance_scale=r["guidance_scale"],
+                seed=r.get("seed"),
+                adapter_scale=r["adapter_scale"],
+                enhancements=Enhancements(r["latent_rotation"], r["rotate_features"], r["circular_padding"]),
+                progress=progress,
+                should_cancel=lambda: store.cancel_requested(job_id),
+            )
             files = {
                 "video.mp4": write_video(video.frames, Path(tmp) / "video.mp4", fps=r["fps"]),
                 "poster.jpg": write_poster(video.frames, Path(tmp) / "poster.jpg"),
                 "preview.jpg": write_preview(video.frames, Path(tmp) / "preview.jpg"),
             }
-            for name, path in files.items():
-                storage.put(output_key(job_id, name), path)
+            pipeline_s = time.perf_counter() - started
+            _store_outputs(storage, job_id, files, settings.storage_retries)
         outputs = {name.split(".")[0]: output_key(job_id, name) for name in files}
-        store.update(job_id, state="succeeded", seed=video.seed, outputs=outputs, finished_at=time.time())
+        store.transition(app, job_id, "succeeded", seed=video.seed, outputs=outputs, pipeline_s=round(pipeline_s, 3))
     except GenerationCanceled:
-        store.update(job_id, state="canceled", finished_at=time.time())
-    except (CheckpointError, FlowInputError, ValueError) as exc:
-        store.update(job_id, state="failed", error=str(exc), finished_at=time.time())
+        store.transition(app, job_id, "canceled")
+    except (CheckpointError, FlowInputError, StorageUnavailable, ValueError) as exc:
+        store.transition(app, job_id, "failed", error=str(exc))

@@ -27,14 +27,55 @@ def sample_indices(available: int, num_frames: int) -> np.ndarray:
     return np.minimum(np.linspace(0, num_frames, num_frames).astype(int), available - 1)
 
 
-def decode_rgb(path: str | Path) -> list[np.ndarray]:
+# Upload policy, checked from the container before decoding: real motion videos are short panoramas or flow
+# renders; anything outside these bounds is an error or an attack on memory, refused with the reason.
+VIDEO_CONTAINERS = {"mov", "mp4", "matroska", "webm", "avi"}
+MIN_FRAMES, MAX_FRAMES = 2, 1000
+MIN_SIDE, MAX_PIXELS, MAX_ASPECT = 32, 4096 * 2048, 4.0
+
+
+def check_video_policy(container: av.container.InputContainer, name: str) -> None:
+    """Refuse pictures, absurd sizes and frame counts before any frame is decoded (frames are counted by
+    demuxing packets, which costs no decoding)."""
+    if not VIDEO_CONTAINERS & set(container.format.name.split(",")):
+        raise FlowInputError(f"{name}: a {container.format.long_name} file is not a video; upload MP4, WebM or MOV")
+    if not container.streams.video:
+        raise FlowInputError(f"{name}: has no video stream; upload a flow video (MP4/WebM/MOV)")
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if (
+        min(width, height) < MIN_SIDE
+        or width * height > MAX_PIXELS
+        or max(width, height) > MAX_ASPECT * min(width, height)
+    ):
+        raise FlowInputError(
+            f"{name}: {width} x {height} is outside the accepted sizes (sides from {MIN_SIDE} px, at most "
+            f"{MAX_PIXELS // 2**20} MP, aspect up to {MAX_ASPECT:g}:1); upload a 2:1 panorama such as 1024 x 512"
+        )
+    frames = 0
+    for packet in container.demux(stream):
+        frames += packet.size > 0
+        if frames > MAX_FRAMES:
+            raise FlowInputError(f"{name}: more than {MAX_FRAMES} frames; upload a clip of at most {MAX_FRAMES}")
+    if frames < MIN_FRAMES:
+        raise FlowInputError(f"{name}: {frames} frame(s); motion needs at least {MIN_FRAMES} frames")
+    container.seek(0)
+
+
+def decode_rgb(path: str | Path, max_frames: int | None = None) -> list[np.ndarray]:
+    """The first `max_frames` frames (all when None) of a video that passes the upload policy."""
+    name = Path(path).name
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise FlowInputError(f"{Path(path).name}: has no video stream; upload a flow video (MP4/WebM/MOV)")
-            return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+            check_video_policy(container, name)
+            frames = []
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) == max_frames:
+                    break
+            return frames
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise FlowInputError(f"{Path(path).name}: not a readable video ({exc}); upload MP4, WebM or MOV") from exc
+        raise FlowInputError(f"{name}: not a readable video ({exc}); upload MP4, WebM or MOV") from exc
 
 
 def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -46,7 +87,7 @@ def _to_condition(frames: np.ndarray) -> np.ndarray:
 
 
 def read_flow_condition(path: str | Path, num_frames: int = 16, height: int = 512, width: int = 1024) -> np.ndarray:
-    frames = decode_rgb(path)
+    frames = decode_rgb(path, num_frames + 1)  # the published sampling never reaches past frame num_frames
     if not frames:
         raise FlowInputError(f"{Path(path).name}: the video has no frames")
     picked = [frames[i] for i in sample_indices(len(frames), num_frames)]
@@ -108,8 +149,8 @@ def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) * scale for f in flow])
 
 
-def read_panorama_clip(path: str | Path) -> list[np.ndarray]:
-    frames = decode_rgb(path)
+def read_panorama_clip(path: str | Path, max_frames: int | None = None) -> list[np.ndarray]:
+    frames = decode_rgb(path, max_frames)
     if len(frames) < 2:
         raise FlowInputError(f"{Path(path).name}: a clip needs at least 2 frames to copy motion from")
     h, w = frames[0].shape[:2]
@@ -125,7 +166,7 @@ def load_flow_condition(path: str | Path, kind: str, num_frames: int, height: in
     if kind == "raw_flow":
         flow = read_raw_flow(path)
     elif kind == "panorama_clip":
-        frames = read_panorama_clip(path)
+        frames = read_panorama_clip(path, num_frames + 2)  # the sampled flows reach frame num_frames + 1
         flow = extract_flow(np.stack([_resize(f, height, width) for f in frames]))
     else:
         raise FlowInputError(f"unknown motion kind {kind!r}; use one of {', '.join(FLOW_KINDS)}")

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api.app import create_app, hash_key
+from api.app import create_app
+from api.auth import hash_key
 from tests.conftest import free_port
-from worker.redis_server import start_redis_server
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def redis_url():
-    port = free_port()
-    server = start_redis_server(port)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(timeout=10)
-
-
 def test_keys_are_required_hashed_and_isolated(redis_url, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("DVD360_REDIS_URL", redis_url)
+    redis.Redis.from_url(redis_url).flushdb()
     from cli.main import app as cli
     from worker.settings import get_settings
 
@@ -33,8 +27,10 @@ def test_keys_are_required_hashed_and_isolated(redis_url, tmp_path, monkeypatch)
     keys = [CliRunner().invoke(cli, ["keys", "create", who]).output.strip() for who in ("alice", "bob")]
     get_settings.cache_clear()
     stored = redis.Redis.from_url(redis_url)
-    assert stored.get(f"dvd360:apikey:{hash_key(keys[0])}") == b"alice"
-    assert not any(keys[0].encode() in (stored.get(k) or b"") + k for k in stored.scan_iter())  # only the hash
+    digest = hash_key(keys[0])
+    assert json.loads(stored.get(f"dvd360:apikey:{digest[:16]}")) == {"name": "alice", "sha256": digest}
+    strings = [k for k in stored.scan_iter() if stored.type(k) == b"string"]
+    assert not any(keys[0].encode() in (stored.get(k) or b"") + k for k in strings)  # only the hash
 
     api = TestClient(create_app(Settings(redis_url=redis_url, data_dir=tmp_path, auth=True)))
     body = {"prompt": "x", "num_frames": 8, "height": 64, "width": 128, "steps": 1}

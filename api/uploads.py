@@ -1,0 +1,89 @@
+"""Motion uploads: checked by decoding (the upload policy and every reader's checks), then stored in the shared
+storage under a fresh id, so any worker on any host can read it. The user's file name is kept only as a label."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+import redis
+from fastapi import HTTPException
+
+from models.media.errors import FlowInputError
+from models.media.flow_kinds import FLOW_KINDS, RAW_FLOW_SUFFIXES, VIDEO_SUFFIXES
+from models.media.flow_video import load_flow_condition
+from worker.storage import upload_key
+
+UPLOAD_SUFFIXES = {*VIDEO_SUFFIXES, *RAW_FLOW_SUFFIXES}
+CHECK_SIZE = (8, 64, 128)  # frames, height, width decoded to check an upload: cheap, and every reader runs
+
+
+def flow_record_key(flow_id: str) -> str:
+    return f"dvd360:flow:{flow_id}"
+
+
+def _label(filename: str | None) -> str:
+    """The file's base name without control characters: shown back to its owner, never used as a path."""
+    return "".join(c for c in Path(filename or "upload").name if c.isprintable())[:200]
+
+
+class Uploads:
+    def __init__(self, client: redis.Redis, storage, ttl_s: int) -> None:
+        self.client, self.storage, self.ttl_s = client, storage, ttl_s
+
+    def receive(self, owner: str, file: BinaryIO, filename: str | None, kind: str) -> dict:
+        """Check and store one upload; returns its record. 422 says what is wrong with the file."""
+        if kind not in FLOW_KINDS:
+            raise HTTPException(422, f"kind {kind!r} is unknown; use one of {', '.join(FLOW_KINDS)}")
+        suffix = Path(filename or "").suffix.lower()
+        if suffix not in UPLOAD_SUFFIXES:
+            raise HTTPException(422, f"file type {suffix or 'none'!r} is not accepted; use {sorted(UPLOAD_SUFFIXES)}")
+        flow_id = uuid.uuid4().hex
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{flow_id}{suffix}"
+            digest, size = hashlib.sha256(), 0
+            with path.open("wb") as out:
+                while chunk := file.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            if size == 0:
+                raise HTTPException(422, "the uploaded file is empty")
+            try:
+                load_flow_condition(path, kind, *CHECK_SIZE)
+            except FlowInputError as exc:
+                raise HTTPException(422, str(exc).replace(path.name, _label(filename))) from exc
+            key = upload_key(flow_id, suffix)
+            try:
+                self.storage.put(key, path)
+            except Exception as exc:  # any storage failure: the upload is not kept, the client may retry
+                raise HTTPException(503, "storage is unavailable; retry shortly", {"Retry-After": "10"}) from exc
+        record = {
+            "id": flow_id,
+            "owner": owner,
+            "key": key,
+            "kind": kind,
+            "name": _label(filename),
+            "bytes": size,
+            "sha256": digest.hexdigest(),
+        }
+        self.client.set(flow_record_key(flow_id), json.dumps(record), ex=self.ttl_s)
+        return record
+
+    def get(self, owner: str, flow_id: str) -> dict | None:
+        raw = self.client.get(flow_record_key(flow_id))
+        record = json.loads(raw) if raw else None
+        return record if record and record["owner"] == owner else None
+
+    def discard(self, record: dict) -> None:
+        """Drop an upload that no job will use (a replayed idempotent request carried it again)."""
+        self.client.delete(flow_record_key(record["id"]))
+        self.storage.delete(record["key"])
+
+
+def public_flow(record: dict) -> dict:
+    return {k: record[k] for k in ("id", "kind", "name", "bytes", "sha256")}

@@ -1,0 +1,64 @@
+"""Webhooks: each job state change (queued by `worker.jobs.notify`) is posted to the job's `webhook_url` by a
+Celery task on its own queue, retried with exponential backoff, so a slow receiver never holds a GPU worker and
+a restart loses nothing (late acks). Deliveries may arrive out of order: the payload carries its state."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+
+import httpx
+import redis
+
+from worker.celery_app import app
+from worker.jobs import JobStore
+from worker.settings import get_settings
+from worker.webhook_targets import webhook_target_error
+
+MAX_ATTEMPTS = 6  # 1 + 5 retries over about a minute (2, 4, 8, 16, 32 s)
+
+
+class WebhookFailed(Exception):
+    pass
+
+
+def payload(job: dict, state: str) -> dict:
+    return {
+        "event": f"job.{state}",
+        "job": {k: job.get(k) for k in ("id", "state", "created_at", "finished_at", "error", "seed")}
+        | {"state": state},
+        "links": {"job": f"/jobs/{job['id']}"},  # outputs are signed per request: fetch the job for its URLs
+        "sent_at": time.time(),
+    }
+
+
+@app.task(
+    name="dvd360.webhook",
+    bind=True,
+    autoretry_for=(WebhookFailed, httpx.TransportError),
+    retry_backoff=2,
+    retry_jitter=False,
+    max_retries=MAX_ATTEMPTS - 1,
+)
+def deliver(self, job_id: str, state: str) -> None:
+    settings = get_settings()
+    store = JobStore(redis.Redis.from_url(settings.redis_url), settings.job_ttl_s)
+    job = store.get(job_id)
+    if job is None:
+        return
+    url = job["request"]["webhook_url"]
+    if reason := webhook_target_error(url, settings.webhook_allow_private):
+        store.update(job_id, webhook={"event": state, "error": reason, "attempts": self.request.retries + 1})
+        return
+    body = json.dumps(payload(job, state)).encode()
+    headers = {"Content-Type": "application/json", "X-Dvd360-Event": f"job.{state}"}
+    if settings.signing_key:  # lets receivers check the sender: HMAC-SHA256 of the body
+        headers["X-Dvd360-Signature"] = "sha256=" + hmac.new(settings.signing_key.encode(), body, "sha256").hexdigest()
+    status = None
+    try:
+        status = httpx.post(url, content=body, headers=headers, timeout=10, follow_redirects=False).status_code
+    finally:
+        store.update(job_id, webhook={"event": state, "status_code": status, "attempts": self.request.retries + 1})
+    if not 200 <= status < 300:
+        raise WebhookFailed(f"{url} answered {status}")
