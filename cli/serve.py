@@ -29,7 +29,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker_command(queues: list[str], concurrency: int, pool: str = "prefork") -> list[str]:
+def worker_command(queues: list[str], concurrency: int, pool: str = "prefork") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -62,7 +62,7 @@ def _webhook_worker_command() -> list[str]:
     """Webhook deliveries wait on slow receivers: threads, apart from the generation worker."""
     from worker.jobs import WEBHOOK_QUEUE
 
-    return _worker_command([WEBHOOK_QUEUE], 8, "threads")
+    return worker_command([WEBHOOK_QUEUE], 8, "threads")
 
 
 def serve(
@@ -95,7 +95,7 @@ def serve(
     except RedisServerError as exc:
         raise typer.BadParameter(str(exc)) from exc
     try:
-        children.append(subprocess.Popen(_worker_command(_generation_queues(), 1)))
+        children.append(subprocess.Popen(worker_command(_generation_queues(), 1)))
         children.append(subprocess.Popen(_webhook_worker_command()))
         from api.app import create_app
 
@@ -128,7 +128,7 @@ def worker(
 ) -> None:
     """Run a Celery worker for the queues of these base models (or the webhook deliverer)."""
     names = base_models.split(",") if base_models else None
-    command = _webhook_worker_command() if webhooks else _worker_command(_generation_queues(names), concurrency)
+    command = _webhook_worker_command() if webhooks else worker_command(_generation_queues(names), concurrency)
     os.execv(sys.executable, command)
 
 

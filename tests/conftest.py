@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SIGNING_KEY = "test-signing-key"  # the embedded service's HMAC key, so tests can check webhook signatures
 
 
 def free_port() -> int:
@@ -40,7 +41,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
     port = free_port()
     data = tmp_path_factory.mktemp("serve")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
-    env.update(PYTHONPATH=str(ROOT), DVD360_MAX_UPLOAD_MB="1", DVD360_WEBHOOK_ALLOW_PRIVATE="true")
+    env.update(
+        PYTHONPATH=str(ROOT),
+        DVD360_MAX_UPLOAD_MB="1",
+        DVD360_WEBHOOK_ALLOW_PRIVATE="true",
+        DVD360_SIGNING_KEY=SIGNING_KEY,
+    )
     log = open(data / "serve.log", "w")  # noqa: SIM115 (closed in the teardown)
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "dvd360"), "serve", "--port", str(port), "--data-dir", str(data / "data")],

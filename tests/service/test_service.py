@@ -3,16 +3,21 @@ API; tiny model; local storage with signed links). Every result is checked with 
 
 from __future__ import annotations
 
+import hmac
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import numpy as np
 import pytest
 
+from tests.conftest import SIGNING_KEY, free_port
 from tests.hostile_files import make_hostile_files
 from tests.tools import spherical_side_data, video_stream
 
@@ -153,3 +158,49 @@ def test_api_imports_without_torch(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) > 10
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict, str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        first = not self.received
+        self.received.append((json.loads(body), self.headers["X-Dvd360-Signature"], body))
+        self.send_response(500 if first else 204)  # the first delivery fails: it must be retried
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_webhooks_report_state_changes_signed_and_retried(client) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        job = client.post("/generate", json={"prompt": "hooked", **SMALL, "webhook_url": url}).json()
+        assert wait_for(client, job["id"], TERMINAL)["state"] == "succeeded"
+        deadline = time.monotonic() + 30
+        # the first delivery failed: done when it came again (after ~2 s of backoff) and both events arrived
+        while len(_Receiver.received) < 3 or {p["event"] for p, *_ in _Receiver.received} != {
+            "job.running",
+            "job.succeeded",
+        }:
+            assert time.monotonic() < deadline, _Receiver.received
+            time.sleep(0.2)
+        for payload, signature, body in _Receiver.received:
+            assert payload["job"]["id"] == job["id"]
+            assert signature == "sha256=" + hmac.new(SIGNING_KEY.encode(), body, "sha256").hexdigest()
+        first_event = _Receiver.received[0][0]["event"]
+        assert [p["event"] for p, *_ in _Receiver.received].count(first_event) == 2
+    finally:
+        server.shutdown()
+
+
+def test_job_timings_and_queue_overhead_are_reported(client) -> None:
+    job = client.post("/generate", json={"prompt": "timed", **SMALL}).json()
+    assert job["timings"]["total_s"] is None
+    done = wait_for(client, job["id"], TERMINAL)["timings"]
+    assert 0 < done["pipeline_s"] <= done["running_s"] <= done["total_s"]
+    assert done["queued_s"] >= 0 and abs(done["queued_s"] + done["running_s"] - done["total_s"]) < 0.01
