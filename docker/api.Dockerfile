@@ -14,9 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# /data: uploads shared with the worker (a fresh named volume takes this owner)
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dvd360 \
-    && mkdir /data && chown dvd360 /data
+# Uploads are checked in /tmp and kept in S3: the API needs no volume of its own.
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dvd360
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
