@@ -83,5 +83,10 @@ def start_worker(env: dict[str, str], log: Path, queues: str = "gen.tiny,webhook
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
     full_env.update(PYTHONPATH=str(ROOT), DVD360_WARM_MODELS="tiny", **env)
     return subprocess.Popen(
-        worker_command(queues.split(","), 1), cwd=ROOT, env=full_env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        worker_command(queues.split(","), 1),
+        cwd=ROOT,
+        env=full_env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: a fault test kills parent and pool child together
     )

@@ -17,8 +17,13 @@ app.conf.update(
     task_soft_time_limit=1800,
     task_time_limit=1900,
     broker_connection_retry_on_startup=True,
-    # must exceed the longest job, or a late-acked job still running is delivered twice
-    broker_transport_options={"visibility_timeout": 2400},
+    # The visibility timeout must exceed the longest job, or a late-acked job still running is delivered twice.
+    # kombu sweeps for jobs of dead workers every interval x throttle (about 100 s by default).
+    broker_transport_options={
+        "visibility_timeout": settings.visibility_timeout_s,
+        "unacked_restore_interval": settings.restore_interval_s,
+        "unacked_restore_throttle": 1,
+    },
 )
 
 

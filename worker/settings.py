@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(24 * 3600, description="How long an Idempotency-Key keeps answering its job.")
     webhook_allow_private: bool = Field(False, description="Allow webhooks to loopback/private addresses.")
     pipeline_cache_gb: float = Field(0, ge=0, description="Weights kept loaded per worker (0: one model at a time).")
+    visibility_timeout_s: int = Field(
+        2400, ge=1, description="Redelivery delay of a dead worker's job; must exceed the longest job."
+    )
+    restore_interval_s: float = Field(10, gt=0, description="How often workers look for dead workers' jobs.")
     storage_retries: int = Field(4, ge=0, description="Retries (with backoff) of a failed result upload.")
 
 
