@@ -21,10 +21,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from api.auth import key_owner, presented_key
-from api.body_limit import BodyLimitMiddleware
 from api.idempotency import IdempotencyKeys, body_digest, wait_for_record
 from api.limits import KeyLimits
 from api.metrics import Metrics
+from api.request_limits import RequestLimitsMiddleware
 from api.schemas import GENERATE_REQUEST_BODY, GenerateRequest
 from api.uploads import Uploads, public_flow
 from models.registry import load_registry
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     celery = Celery("dvd360", broker=settings.redis_url)
     app = FastAPI(title="dvd360", description="Text (and motion) to 360° video (360DVD).", version="0.1.0")
 
-    app.add_middleware(BodyLimitMiddleware, upload_bytes=settings.max_upload_mb * 2**20)
+    app.add_middleware(RequestLimitsMiddleware, upload_bytes=settings.max_upload_mb * 2**20)
     if origins := [o.strip() for o in settings.cors_origins.split(",") if o.strip()]:
         app.add_middleware(
             CORSMiddleware,
@@ -240,7 +240,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def download(key: str, expires: int, sig: str) -> FileResponse:
             if not storage.verify(key, expires, sig):
                 raise HTTPException(403, "this download link is invalid or expired; fetch the job again")
-            path = storage.path(key)
+            try:
+                path = storage.path(key)
+            except ValueError:  # a signed key that leaves the folder: only a leaked signing key makes one
+                raise HTTPException(404, "no such file") from None
             if not path.is_file():
                 raise HTTPException(404, "no such file")
             return FileResponse(path)

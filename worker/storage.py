@@ -58,7 +58,8 @@ class LocalStorage:
         return f"/files/{quote(key)}?expires={expires}&sig={self.signature(key, expires)}", expires
 
     def verify(self, key: str, expires: int, sig: str) -> bool:
-        return expires >= time.time() and hmac.compare_digest(self.signature(key, expires), sig)
+        # bytes: compare_digest refuses non-ASCII str, and a link's sig is whatever the client sends
+        return expires >= time.time() and hmac.compare_digest(self.signature(key, expires).encode(), sig.encode())
 
 
 class S3Storage:
