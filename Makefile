@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench
+.PHONY: serve test lint audit
 
 $(STAMP): pyproject.toml scripts/setup.sh api/web/package.json api/web/package-lock.json
 	bash scripts/setup.sh
@@ -23,3 +23,7 @@ test: $(STAMP) $(WEB_DIST)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# Needs pypi.org's vulnerability data (not reachable from CI machines: see README "Dependency audit").
+audit: $(STAMP)
+	$(VENV)/bin/pip-audit --strict --progress-spinner off
