@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from api.auth import key_owner, presented_key
 from api.idempotency import IdempotencyKeys, body_digest, wait_for_record
 from api.limits import KeyLimits
+from api.log_redaction import redact_access_log
 from api.metrics import Metrics
 from api.request_limits import RequestLimitsMiddleware
 from api.schemas import GENERATE_REQUEST_BODY, GenerateRequest
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics(client, [queue_name(n) for n in registry.names()])
     celery = Celery("dvd360", broker=settings.redis_url)
     app = FastAPI(title="dvd360", description="Text (and motion) to 360° video (360DVD).", version="0.1.0")
+    redact_access_log()
 
     app.add_middleware(RequestLimitsMiddleware, upload_bytes=settings.max_upload_mb * 2**20)
     if origins := [o.strip() for o in settings.cors_origins.split(",") if o.strip()]:

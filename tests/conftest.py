@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNING_KEY = "test-signing-key"  # the embedded service's HMAC key, so tests can check webhook signatures
+SERVE_LOG = ROOT / "test-artifacts" / "serve.log"  # everything the embedded service printed (the log tests read it)
 
 
 def free_port() -> int:
@@ -47,7 +48,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
         DVD360_WEBHOOK_ALLOW_PRIVATE="true",
         DVD360_SIGNING_KEY=SIGNING_KEY,
     )
-    log = open(data / "serve.log", "w")  # noqa: SIM115 (closed in the teardown)
+    SERVE_LOG.parent.mkdir(exist_ok=True)
+    log = open(SERVE_LOG, "w")  # noqa: SIM115 (closed in the teardown)
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "dvd360"), "serve", "--port", str(port), "--data-dir", str(data / "data")],
         cwd=ROOT,
@@ -58,7 +60,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        assert proc.poll() is None, (data / "serve.log").read_text()
+        assert proc.poll() is None, SERVE_LOG.read_text()
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 break
@@ -66,7 +68,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
             pass
         time.sleep(0.3)
     else:
-        pytest.fail("embedded service did not become ready:\n" + (data / "serve.log").read_text())
+        pytest.fail("embedded service did not become ready:\n" + SERVE_LOG.read_text())
     yield url
     proc.terminate()
     try:

@@ -156,3 +156,16 @@ def test_validation_names_the_field(make_api) -> None:
     assert odd.status_code == 422 and "2 x height" in odd.json()["detail"][0]["msg"]
     unknown = api.post("/generate", json={**BODY, "base_model": "sdxl"})
     assert unknown.status_code == 422 and "tiny" in unknown.json()["detail"]
+
+
+def test_download_links_expire(make_api, tmp_path) -> None:
+    from worker.storage import LocalStorage
+
+    api = make_api(signing_key="k")
+    storage = LocalStorage(tmp_path / "storage", "k")
+    (tmp_path / "clip.mp4").write_bytes(b"\x00" * 16)
+    storage.put("outputs/j/video.mp4", tmp_path / "clip.mp4")
+    fresh, _ = storage.url("outputs/j/video.mp4", 60)
+    stale, _ = storage.url("outputs/j/video.mp4", -1)
+    assert api.get(fresh).status_code == 200
+    assert api.get(stale).status_code == 403 and "expired" in api.get(stale).json()["detail"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import http.server
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import SIGNING_KEY, free_port
+from tests.conftest import SERVE_LOG, SIGNING_KEY, free_port
 from tests.hostile_files import make_hostile_files
 from tests.tools import spherical_side_data, video_stream
 
@@ -204,3 +205,16 @@ def test_job_timings_and_queue_overhead_are_reported(client) -> None:
     done = wait_for(client, job["id"], TERMINAL)["timings"]
     assert 0 < done["pipeline_s"] <= done["running_s"] <= done["total_s"]
     assert done["queued_s"] >= 0 and abs(done["queued_s"] + done["running_s"] - done["total_s"]) < 0.01
+
+
+def test_no_secrets_in_the_logs(client) -> None:
+    done = wait_for(client, client.post("/generate", json={"prompt": "x", **SMALL}).json()["id"], TERMINAL)
+    assert client.get(done["outputs"]["video_url"]).status_code == 200
+    secret = "dvd360-secret-key-that-must-not-be-logged"
+    client.get("/jobs", headers={"X-API-Key": secret, "Authorization": f"Bearer {secret}"})
+    job = client.post("/generate", json={"prompt": "logged?", **SMALL}).json()
+    wait_for(client, job["id"], TERMINAL)
+    log = SERVE_LOG.read_text()
+    assert "dvd360.generate" in log and "POST /generate" in log  # the log is there and has requests in it
+    assert secret not in log and SIGNING_KEY not in log
+    assert "GET /files/" in log and not re.search(r"sig=[0-9a-f]{8}", log)  # download links are redacted
