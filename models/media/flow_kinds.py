@@ -2,4 +2,4 @@
 
 FLOW_KINDS = ("flow_video", "raw_flow", "panorama_clip")
 RAW_FLOW_SUFFIXES = (".npy", ".npz", ".flo")
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi")

@@ -17,6 +17,7 @@ from models.media.errors import FlowInputError
 from models.media.flow_encoding import encode_flow
 from models.media.flow_extract import extract_flow
 from models.media.flow_kinds import FLOW_KINDS
+from models.media.video_reader import CorruptVideo, read_frames
 
 FLO_MAGIC = 202021.25
 MAX_RAW_BYTES = 2 * 1024**3  # refuse headers that declare more (an allocation bomb), before reading data
@@ -34,48 +35,48 @@ MIN_FRAMES, MAX_FRAMES = 2, 1000
 MIN_SIDE, MAX_PIXELS, MAX_ASPECT = 32, 4096 * 2048, 4.0
 
 
-def check_video_policy(container: av.container.InputContainer, name: str) -> None:
-    """Refuse pictures, absurd sizes and frame counts before any frame is decoded (frames are counted by
-    demuxing packets, which costs no decoding)."""
-    if not VIDEO_CONTAINERS & set(container.format.name.split(",")):
-        raise FlowInputError(f"{name}: a {container.format.long_name} file is not a video; upload MP4, WebM or MOV")
-    if not container.streams.video:
-        raise FlowInputError(f"{name}: has no video stream; upload a flow video (MP4/WebM/MOV)")
-    stream = container.streams.video[0]
-    width, height = stream.codec_context.width, stream.codec_context.height
-    if (
-        min(width, height) < MIN_SIDE
-        or width * height > MAX_PIXELS
-        or max(width, height) > MAX_ASPECT * min(width, height)
-    ):
-        raise FlowInputError(
-            f"{name}: {width} x {height} is outside the accepted sizes (sides from {MIN_SIDE} px, at most "
-            f"{MAX_PIXELS // 2**20} MP, aspect up to {MAX_ASPECT:g}:1); upload a 2:1 panorama such as 1024 x 512"
-        )
-    frames = 0
-    for packet in container.demux(stream):
-        frames += packet.size > 0
-        if frames > MAX_FRAMES:
-            raise FlowInputError(f"{name}: more than {MAX_FRAMES} frames; upload a clip of at most {MAX_FRAMES}")
+def check_video_policy(path: str | Path) -> int:
+    """Refuse pictures, absurd sizes and frame counts before any frame is decoded; returns the frame count
+    (counted by demuxing packets, which costs no decoding)."""
+    name = Path(path).name
+    try:
+        with av.open(str(path)) as container:
+            if not VIDEO_CONTAINERS & set(container.format.name.split(",")):
+                kind = container.format.long_name
+                raise FlowInputError(f"{name}: a {kind} file is not a video; upload MP4, WebM or MOV")
+            if not container.streams.video:
+                raise FlowInputError(f"{name}: has no video stream; upload a flow video (MP4/WebM/MOV)")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if (
+                min(width, height) < MIN_SIDE
+                or width * height > MAX_PIXELS
+                or max(width, height) > MAX_ASPECT * min(width, height)
+            ):
+                raise FlowInputError(
+                    f"{name}: {width} x {height} is outside the accepted sizes (sides from {MIN_SIDE} px, at most "
+                    f"{MAX_PIXELS // 2**20} MP, aspect up to {MAX_ASPECT:g}:1); upload a 2:1 panorama like 1024 x 512"
+                )
+            frames = 0
+            for packet in container.demux(stream):
+                frames += packet.size > 0
+                if frames > MAX_FRAMES:
+                    raise FlowInputError(f"{name}: more than {MAX_FRAMES} frames; upload at most {MAX_FRAMES}")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise FlowInputError(f"{name}: not a readable video ({exc}); upload MP4, WebM or MOV") from exc
     if frames < MIN_FRAMES:
         raise FlowInputError(f"{name}: {frames} frame(s); motion needs at least {MIN_FRAMES} frames")
-    container.seek(0)
+    return frames
 
 
 def decode_rgb(path: str | Path, max_frames: int | None = None) -> list[np.ndarray]:
     """The first `max_frames` frames (all when None) of a video that passes the upload policy."""
-    name = Path(path).name
+    count = check_video_policy(path)
     try:
-        with av.open(str(path)) as container:
-            check_video_policy(container, name)
-            frames = []
-            for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if len(frames) == max_frames:
-                    break
-            return frames
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise FlowInputError(f"{name}: not a readable video ({exc}); upload MP4, WebM or MOV") from exc
+        return list(read_frames(path, range(min(count, max_frames or count))))
+    except CorruptVideo as exc:
+        reason = exc.__cause__ or "frames are missing"
+        raise FlowInputError(f"{Path(path).name}: not a readable video ({reason}); upload MP4, WebM or MOV") from exc
 
 
 def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:

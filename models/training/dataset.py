@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from models.media.video_reader import CorruptVideo, find_video, read_frames, video_info
 from models.training.flow_codec import flip_flow_colours, warm_flow_tables
-from models.training.videoio import CorruptVideo, find_video, read_frames, video_info
 
 log = logging.getLogger(__name__)
 

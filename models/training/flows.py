@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.media.video_reader import list_videos_in, read_frames, video_info
 from models.media.video_writer import write_video
-from models.training.videoio import list_videos_in, read_frames, video_info
 
 log = logging.getLogger(__name__)
 

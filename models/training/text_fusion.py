@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models.media.video_reader import list_videos_in, read_frames, video_info
 from models.training.captioner import Captioner
 from models.training.fusion_client import FusionClient
-from models.training.videoio import list_videos_in, read_frames, video_info
 
 log = logging.getLogger(__name__)
 

@@ -275,7 +275,7 @@ class AdapterTrainer:
         return prompt, flow
 
     def _first_readable_clip(self) -> dict:
-        from models.training.videoio import CorruptVideo
+        from models.media.video_reader import CorruptVideo
 
         for index in range(len(self.dataset)):
             try:

@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from models.media.video_reader import read_frames
 from models.training.flow_codec import decode_flow_colours
 from models.training.flows import extract_dataset_flows
-from models.training.videoio import read_frames
 from tests.training.conftest import CLIP_FRAMES, CLIPS, H, W, turning_clip, write_mp4
 
 WORKERS = 2  # a real process pool

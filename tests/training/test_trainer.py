@@ -92,7 +92,7 @@ def test_validation_samples_and_logs_are_written(clean_data, tmp_path):
     result = train(cfg)
     assert len(result.samples) == 1 and result.samples[0].suffix == ".mp4"
     assert result.samples[0].stat().st_size > 1000
-    from models.training.videoio import read_frames
+    from models.media.video_reader import read_frames
 
     assert read_frames(result.samples[0]).shape[1:] == (H, W, 3)
     assert list((tmp_path / "logs" / "tensorboard").glob("events.out.tfevents.*"))

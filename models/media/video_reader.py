@@ -1,4 +1,5 @@
-"""Small PyAV helpers for training data: decode chosen frames of a clip, write a lossless-ish flow video."""
+"""The one PyAV frame reader: chosen frames of a video, optionally resized (motion uploads, evaluation,
+training data), plus frame counts and video file discovery for datasets."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import av
 import cv2
 import numpy as np
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+from models.media.errors import VideoFileError
+from models.media.flow_kinds import VIDEO_SUFFIXES
 
 
-class CorruptVideo(RuntimeError):
+class CorruptVideo(VideoFileError):
     """A file that cannot be decoded into the frames asked for."""
 
 
@@ -43,7 +45,7 @@ def read_frames(
                     frames[i] = _resize(frame.to_ndarray(format="rgb24"), size)
                 if last is not None and i >= last:
                     break
-    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+    except (av.FFmpegError, OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
         raise CorruptVideo(f"{path}: {exc}") from exc
     if wanted is None:
         if not frames:
