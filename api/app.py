@@ -133,12 +133,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         flow = uploads.receive(who, upload.file, upload.filename, kind) if upload is not None else None
         if body.flow_id and (flow := uploads.get(who, body.flow_id)) is None:
             raise HTTPException(422, f"flow_id {body.flow_id!r} is unknown; upload it with POST /flows first")
-        request = body.model_dump()
+        fields = body.model_dump()
+        request = dict(fields)
         if flow is not None:
             request.update(flow_id=flow["id"], flow_key=flow["key"], flow_kind=flow["kind"])
         job_id = uuid.uuid4().hex
         if idempotency_key is not None:
-            digest = body_digest(body.model_dump(), flow["sha256"] if upload is not None else None)
+            digest = body_digest(fields, flow["sha256"] if upload is not None else None)
             if (earlier := idempotency.claim(who, idempotency_key, digest, job_id)) is not None:
                 if upload is not None:
                     uploads.discard(flow)

@@ -12,6 +12,8 @@ from limits import parse
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from worker.jobs import active_key
+
 ACTIVE_RETRY_AFTER_S = 10
 
 
@@ -29,13 +31,9 @@ class KeyLimits:
                 429, f"more than {self.rate} requests for this API key; retry in {wait} s", {"Retry-After": str(wait)}
             )
 
-    @staticmethod
-    def _active_key(owner: str) -> str:
-        return f"dvd360:active:{owner}"
-
     def reserve_job(self, owner: str, job_id: str) -> None:
         """Count the job against the key's cap, or refuse it (add first, then check: no race between two)."""
-        key = self._active_key(owner)
+        key = active_key(owner)
         pipe = self.client.pipeline()
         pipe.sadd(key, job_id)
         pipe.scard(key)

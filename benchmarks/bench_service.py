@@ -26,8 +26,7 @@ import httpx
 import redis
 
 from api.auth import create_key
-from cli.serve import worker_command
-from tests.conftest import free_port
+from cli.serve import free_port, worker_command
 from worker.redis_server import start_redis_server
 
 ROOT = Path(__file__).resolve().parents[1]

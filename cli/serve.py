@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on loopback (the embedded Redis; the tests' and benchmarks' servers)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -78,7 +79,7 @@ def serve(
 
     data_dir = data_dir.resolve()
     (data_dir / "redis").mkdir(parents=True, exist_ok=True)
-    redis_port = _free_port()
+    redis_port = free_port()
     os.environ.update(
         DVD360_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         DVD360_STORAGE="local",

@@ -4,7 +4,6 @@ worker process and the API, tiny model, local storage), started once per session
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.serve import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SIGNING_KEY = "test-signing-key"  # the embedded service's HMAC key, so tests can check webhook signatures
 SERVE_LOG = ROOT / "test-artifacts" / "serve.log"  # everything the embedded service printed (the log tests read it)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,10 @@ class JobStore:
 
     def update(self, job_id: str, **fields: Any) -> dict[str, Any]:
         """Merge fields into the record atomically (the API cancels while the worker reports progress)."""
+        return self._merge(job_id, fields)[1]
+
+    def _merge(self, job_id: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The state the record had just before this write, and the record after it."""
         key = self._key(job_id)
         with self.redis.pipeline() as pipe:
             while True:
@@ -80,8 +84,9 @@ class JobStore:
                     job = json.loads(pipe.get(key) or "null")
                     if job is None:
                         raise KeyError(job_id)
-                    if job["state"] in TERMINAL and fields.get("state") not in (None, job["state"]):
-                        return job  # a finished job stays finished (a late progress write or a redelivery)
+                    previous = job["state"]
+                    if previous in TERMINAL and fields.get("state") not in (None, previous):
+                        return previous, job  # a finished job stays finished (a late progress write, a redelivery)
                     finishing = fields.get("state") in TERMINAL and job["state"] not in TERMINAL
                     job.update(fields)
                     pipe.multi()
@@ -89,7 +94,7 @@ class JobStore:
                     if finishing:
                         pipe.srem(active_key(job["owner"]), job_id)
                     pipe.execute()
-                    return job
+                    return previous, job
                 except redis.WatchError:
                     continue
 
@@ -99,9 +104,8 @@ class JobStore:
         now = time.time()
         if state in TERMINAL:
             fields["finished_at"] = now
-        before = self.get(job_id)
-        job = self.update(job_id, state=state, **fields)
-        if before is not None and before["state"] != state and job["state"] == state:
+        previous, job = self._merge(job_id, {"state": state, **fields})
+        if previous != state and job["state"] == state:
             if state in TERMINAL:
                 record_finished(self.redis, job["request"]["base_model"], state, now - job["created_at"])
             notify(celery, job)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from functools import lru_cache
 
 import httpx
 import redis
@@ -21,6 +22,13 @@ MAX_ATTEMPTS = 6  # 1 + 5 retries over about a minute (2, 4, 8, 16, 32 s)
 
 class WebhookFailed(Exception):
     pass
+
+
+@lru_cache
+def _store() -> JobStore:
+    """One Redis connection pool per worker process, not one per delivery."""
+    settings = get_settings()
+    return JobStore(redis.Redis.from_url(settings.redis_url), settings.job_ttl_s)
 
 
 def payload(job: dict, state: str) -> dict:
@@ -43,7 +51,7 @@ def payload(job: dict, state: str) -> dict:
 )
 def deliver(self, job_id: str, state: str) -> None:
     settings = get_settings()
-    store = JobStore(redis.Redis.from_url(settings.redis_url), settings.job_ttl_s)
+    store = _store()
     job = store.get(job_id)
     if job is None:
         return

@@ -86,12 +86,10 @@ class Stack:
         return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
     def close(self) -> None:
-        for process in (self.worker, self.redis):
-            if process is not None and process.poll() is None:
-                if process is self.worker:
-                    self.kill_worker()
-                else:
-                    self.stop_redis()
+        if self.worker is not None and self.worker.poll() is None:
+            self.kill_worker()
+        if self.redis.poll() is None:
+            self.stop_redis()
 
     def log(self) -> str:
         path = self.folder / "worker.log"
