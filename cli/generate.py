@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cli.flow_options import BACKEND_HELP, RaftWeights, flow_backend
 from models.media.flow_kinds import FLOW_KINDS, RAW_FLOW_SUFFIXES
 
 
@@ -27,6 +28,8 @@ def generate(
     negative_prompt: Annotated[str, typer.Option(help="What to steer away from.")] = "",
     flow: Annotated[Path | None, typer.Option(help="Motion: flow video, raw flow (.npy/.npz/.flo) or a clip.")] = None,
     flow_kind: Annotated[str | None, typer.Option(help=f"One of {', '.join(FLOW_KINDS)}; guessed if omitted.")] = None,
+    flow_backend_name: Annotated[str, typer.Option("--flow-backend", help=BACKEND_HELP + " For a clip.")] = "dis",
+    raft_weights: RaftWeights = None,
     model: Annotated[str, typer.Option(help="Base model name from the registry ('tiny' is built in).")] = "tiny",
     models: Annotated[Path | None, typer.Option(help="Model registry YAML.", envvar="DVD360_MODEL_REGISTRY")] = None,
     weights: Annotated[Path | None, typer.Option(help="A saved model folder (overrides --model).")] = None,
@@ -63,10 +66,15 @@ def generate(
         kind = flow_kind or _guess_flow_kind(flow)
         if kind not in FLOW_KINDS:
             raise typer.BadParameter(f"use one of {', '.join(FLOW_KINDS)}", param_hint="--flow-kind")
+        backend = flow_backend(flow_backend_name, raft_weights, device, "--flow-backend")
         try:
-            condition = load_flow_condition(flow, kind, frames, height, width)
+            condition = load_flow_condition(flow, kind, frames, height, width, backend)
         except FlowInputError as exc:
             raise typer.BadParameter(str(exc), param_hint="--flow") from exc
+        except CheckpointError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--raft-weights") from exc
+        except ValueError as exc:  # a device this machine does not have
+            raise typer.BadParameter(str(exc), param_hint="--device") from exc
 
     started = time.perf_counter()
     try:

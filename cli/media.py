@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cli.flow_options import BACKEND_HELP, RaftDevice, RaftWeights, flow_backend
+
 flow_app = typer.Typer(help="Make flow condition videos.", no_args_is_help=True)
 
 
@@ -46,7 +48,9 @@ def flow_encode(
 def flow_extract(
     clip: Annotated[Path, typer.Argument(help="A 360° (2:1) clip whose motion should be copied.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Flow video to write (MP4).")],
-    backend: Annotated[str, typer.Option(help="dis (default) or farneback.")] = "dis",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "dis",
+    raft_weights: RaftWeights = None,
+    device: RaftDevice = None,
     height: Annotated[int, typer.Option(help="Flow is measured at this height (width 2x).")] = 512,
     fps: Annotated[int, typer.Option(min=1, max=60)] = 8,
 ) -> None:
@@ -55,19 +59,25 @@ def flow_extract(
     import numpy as np
     from tqdm import tqdm
 
+    from models.errors import CheckpointError
     from models.media.errors import FlowInputError
     from models.media.flow_encoding import encode_flow
     from models.media.flow_extract import extract_flow
     from models.media.flow_video import read_panorama_clip
     from models.media.video_writer import write_video
 
+    method = flow_backend(backend, raft_weights, device, "--backend")
     try:
         frames = read_panorama_clip(clip)
         frames = np.stack([cv2.resize(f, (2 * height, height), interpolation=cv2.INTER_AREA) for f in frames])
         with tqdm(total=len(frames) - 1, desc="optical flow", unit="frame") as bar:
-            fields = extract_flow(frames, backend, progress=lambda done, _: bar.update(done - bar.n))
+            fields = extract_flow(frames, method, progress=lambda done, _: bar.update(done - bar.n))
     except FlowInputError as exc:
         raise _fail(exc, "CLIP") from exc
+    except CheckpointError as exc:
+        raise _fail(exc, "--raft-weights") from exc
+    except ValueError as exc:  # a device this machine does not have
+        raise _fail(exc, "--device") from exc
     path = write_video(encode_flow(fields), out, fps=fps, quality=0, spherical=False)
     typer.echo(json.dumps({"out": str(path), "frames": len(fields), "size": [height, 2 * height]}))
 

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from cli.flow_options import BACKEND_HELP, RaftDevice, RaftWeights, flow_backend
+
 data_app = typer.Typer(help="Prepare training data: flow videos and 360 Text Fusion captions.", no_args_is_help=True)
 
 
@@ -65,7 +67,9 @@ def flows(
     videos_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Folder of ERP videos.")],
     flows_dir: Annotated[Path, typer.Argument(file_okay=False, help="Where the flow videos go (same names).")],
     workers: Annotated[int, typer.Option(min=1, help="Parallel processes.")] = 4,
-    backend: Annotated[str, typer.Option(help="Flow extractor backend of models.media.flow_extract.")] = "dis",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "dis",
+    raft_weights: RaftWeights = None,
+    device: RaftDevice = None,
     height: Annotated[int, typer.Option(min=16, help="Frames are resized to height x width first.")] = 512,
     width: Annotated[int, typer.Option(min=32)] = 1024,
     max_frames: Annotated[int | None, typer.Option(min=2, help="Only the first N frames of each video.")] = None,
@@ -76,6 +80,7 @@ def flows(
 
     from models.training.flows import extract_dataset_flows
 
+    method = flow_backend(backend, raft_weights, device, "--backend")
     _logging()
     with tqdm(desc="flows", unit="video") as bar:
 
@@ -84,7 +89,7 @@ def flows(
             bar.update(done - bar.n)
 
         report = extract_dataset_flows(
-            videos_dir, flows_dir, workers, backend, (height, width), max_frames, overwrite, progress
+            videos_dir, flows_dir, workers, method, (height, width), max_frames, overwrite, progress
         )
     typer.echo(json.dumps({**report.summary(), "errors": report.failed}))
     if report.failed:

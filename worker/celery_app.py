@@ -36,6 +36,6 @@ def _heartbeat(**_) -> None:
 @signals.worker_process_init.connect
 def _warm(**_) -> None:
     # in the pool child, never the parent: CUDA cannot be used in a forked child the parent initialised
-    from worker.tasks import warm_pipelines
+    from worker.tasks import warm_up
 
-    warm_pipelines([m for m in settings.warm_models.split(",") if m])
+    warm_up([m for m in settings.warm_models.split(",") if m])

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     )
     restore_interval_s: float = Field(10, gt=0, description="How often workers look for dead workers' jobs.")
     storage_retries: int = Field(4, ge=0, description="Retries (with backoff) of a failed result upload.")
+    flow_backend: Literal["dis", "farneback", "raft"] = Field(
+        "dis", description="How workers measure a panorama clip's motion: dis (CPU, no weights), farneback or raft."
+    )
+    raft_weights: Path | None = Field(
+        None, description="Local torchvision RAFT weights (raft_large_C_T_SKHT_V2-ff5fadd5.pth) for flow_backend=raft."
+    )
+
+    @model_validator(mode="after")
+    def _raft_has_weights(self) -> Settings:
+        if self.flow_backend == "raft" and self.raft_weights is None:
+            raise ValueError("DVD360_FLOW_BACKEND=raft needs DVD360_RAFT_WEIGHTS (a local RAFT weights file)")
+        return self
 
 
 @lru_cache

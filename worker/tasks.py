@@ -34,10 +34,22 @@ def _runtime():
     return JobStore(client, settings.job_ttl_s), cache, make_storage(settings), settings
 
 
-def warm_pipelines(names: list[str]) -> None:
+@lru_cache
+def flow_backend():
+    """How this worker measures the motion of uploaded panorama clips (settings flow_backend, raft_weights)."""
+    from models.media.flow_extract import FlowBackend
+
+    settings = get_settings()
+    return FlowBackend(settings.flow_backend, settings.raft_weights, settings.device)
+
+
+def warm_up(names: list[str]) -> None:
+    """Load the named pipelines, and RAFT when it measures flow, before the first job (a bad file fails here)."""
     _, cache, _, _ = _runtime()
     for name in names:
         cache.get(name)
+    if flow_backend().name == "raft":
+        flow_backend().raft()
 
 
 def _store_outputs(storage, job_id: str, files: dict[str, Path], retries: int) -> None:
@@ -84,7 +96,9 @@ def generate(job_id: str) -> None:
             if r.get("flow_key"):
                 local = Path(tmp) / Path(r["flow_key"]).name
                 storage.get(r["flow_key"], local)
-                flow = load_flow_condition(local, r["flow_kind"], r["num_frames"], r["height"], r["width"])
+                flow = load_flow_condition(
+                    local, r["flow_kind"], r["num_frames"], r["height"], r["width"], flow_backend()
+                )
 
             def progress(step: int, total: int) -> None:
                 store.update(job_id, progress={"step": step, "total": total, "percent": round(100 * step / total, 1)})

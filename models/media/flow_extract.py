@@ -1,47 +1,80 @@
-"""Optical flow from a panoramic clip (motion transfer), CPU default with no weights: OpenCV DIS.
+"""Optical flow from a panoramic clip (motion transfer): OpenCV DIS by default (CPU, no weights), Farneback,
+or RAFT (models/raft.py) from local torchvision weights, on the GPU when there is one.
 
-The panorama is padded on both sides with the columns from the other side before the flow is computed, so
-motion across the left/right seam is continuous instead of an image border.
+Every backend sees the panorama padded on both sides with the columns from the other side, so motion across
+the left/right seam is continuous instead of an image border.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import pairwise
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from models.media.errors import FlowInputError
 
-BACKENDS = ("dis", "farneback")
+BACKENDS = ("dis", "farneback", "raft")
 
 
-def _wrap_pad(frame: np.ndarray, pad: int) -> np.ndarray:
-    return np.concatenate([frame[:, -pad:], frame, frame[:, :pad]], axis=1)
+@dataclass(frozen=True)
+class FlowBackend:
+    """How flow is measured. RAFT needs `raft_weights` (torchvision's raft_large_C_T_SKHT_V2-ff5fadd5.pth or
+    raft_small_C_T_V2-01064c6d.pth, a local file); `device` is for RAFT only (default: CUDA when present)."""
+
+    name: str = "dis"
+    raft_weights: Path | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKENDS:
+            raise FlowInputError(f"unknown flow backend {self.name!r}; use one of {', '.join(BACKENDS)}")
+        if self.name == "raft" and self.raft_weights is None:
+            raise FlowInputError(
+                "the raft flow backend needs local weights: give the path of torchvision's "
+                "raft_large_C_T_SKHT_V2-ff5fadd5.pth (or raft_small), or use the dis backend"
+            )
+
+    def raft(self):
+        """The RAFT network, loaded once per process and device (torch is imported only here: the API process
+        decodes uploads with the OpenCV backends and never imports it)."""
+        from models.devices import select_device
+        from models.raft import load_raft
+
+        return load_raft(str(self.raft_weights), str(select_device(self.device)))
 
 
-def _flow_between(backend: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    if backend == "dis":
-        return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc
-    if backend == "farneback":
-        return lambda a, b, _: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 5, 1.1, 0)
-    raise FlowInputError(f"unknown flow backend {backend!r}; use one of {', '.join(BACKENDS)}")
+def _farneback(a: np.ndarray, b: np.ndarray, _: None) -> np.ndarray:
+    return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 5, 1.1, 0)
 
 
-def extract_flow(
-    frames: np.ndarray, backend: str = "dis", progress: Callable[[int, int], None] | None = None
-) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB panoramas -> (N - 1, H, W, 2) float32 flow in pixels (u right, v down)."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or len(frames) < 2:
-        raise FlowInputError(f"need at least 2 RGB frames to measure motion, got shape {frames.shape}")
+def _opencv_flow(frames: np.ndarray, name: str, progress: Callable[[int, int], None] | None) -> np.ndarray:
+    calc = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc if name == "dis" else _farneback
     pad = frames.shape[2] // 8  # enough for motions up to W/8 per frame across the seam
-    calc = _flow_between(backend)
-    grey = [cv2.cvtColor(_wrap_pad(f, pad), cv2.COLOR_RGB2GRAY) for f in frames]
+    grey = [np.pad(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), ((0, 0), (pad, pad)), mode="wrap") for f in frames]
     flows = []
     for i, (a, b) in enumerate(pairwise(grey)):
         flows.append(calc(a, b, None)[:, pad:-pad])
         if progress is not None:
             progress(i + 1, len(grey) - 1)
     return np.stack(flows).astype(np.float32)
+
+
+def extract_flow(
+    frames: np.ndarray,
+    backend: FlowBackend | str = "dis",
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB panoramas -> (N - 1, H, W, 2) float32 flow in pixels (u right, v down)."""
+    backend = FlowBackend(backend) if isinstance(backend, str) else backend
+    frames = np.ascontiguousarray(frames)
+    if frames.ndim != 4 or len(frames) < 2:
+        raise FlowInputError(f"need at least 2 RGB frames to measure motion, got shape {frames.shape}")
+    if backend.name != "raft":
+        return _opencv_flow(frames, backend.name, progress)
+    from models.raft import raft_flow
+
+    return raft_flow(backend.raft(), frames, progress=progress)

@@ -15,7 +15,7 @@ import numpy as np
 
 from models.media.errors import FlowInputError
 from models.media.flow_encoding import encode_flow
-from models.media.flow_extract import extract_flow
+from models.media.flow_extract import FlowBackend, extract_flow
 from models.media.flow_kinds import FLOW_KINDS
 from models.media.video_reader import CorruptVideo, read_frames
 
@@ -160,15 +160,18 @@ def read_panorama_clip(path: str | Path, max_frames: int | None = None) -> list[
     return frames
 
 
-def load_flow_condition(path: str | Path, kind: str, num_frames: int, height: int, width: int) -> np.ndarray:
-    """A motion file of the given kind as a flow condition (the published frame sampling for every kind)."""
+def load_flow_condition(
+    path: str | Path, kind: str, num_frames: int, height: int, width: int, backend: FlowBackend | str = "dis"
+) -> np.ndarray:
+    """A motion file of the given kind as a flow condition (the published frame sampling for every kind);
+    `backend` measures a panorama clip's flow."""
     if kind == "flow_video":
         return read_flow_condition(path, num_frames, height, width)
     if kind == "raw_flow":
         flow = read_raw_flow(path)
     elif kind == "panorama_clip":
         frames = read_panorama_clip(path, num_frames + 2)  # the sampled flows reach frame num_frames + 1
-        flow = extract_flow(np.stack([_resize(f, height, width) for f in frames]))
+        flow = extract_flow(np.stack([_resize(f, height, width) for f in frames]), backend)
     else:
         raise FlowInputError(f"unknown motion kind {kind!r}; use one of {', '.join(FLOW_KINDS)}")
     flow = flow[sample_indices(len(flow), num_frames)]

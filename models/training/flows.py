@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.media.flow_extract import FlowBackend
 from models.media.video_reader import list_videos_in, read_frames, video_info
 from models.media.video_writer import write_video
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class FlowJob:
     video: Path
     output: Path
-    backend: str = "dis"
+    backend: FlowBackend | str = "dis"
     size: tuple[int, int] | None = (512, 1024)  # (H, W) the video is resized to before extraction
     max_frames: int | None = None
     crf: int = 12
@@ -73,7 +74,7 @@ def extract_dataset_flows(
     videos_dir: str | Path,
     flows_dir: str | Path,
     workers: int = 4,
-    backend: str = "dis",
+    backend: FlowBackend | str = "dis",
     size: tuple[int, int] | None = (512, 1024),
     max_frames: int | None = None,
     overwrite: bool = False,
