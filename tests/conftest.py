@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from cli.serve import free_port
+from tests.media.raft_inputs import save_raft_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNING_KEY = "test-signing-key"  # the embedded service's HMAC key, so tests can check webhook signatures
@@ -33,12 +34,16 @@ def redis_url():
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Base URL of a running embedded service (uploads capped at 1 MB so the 413 path is testable)."""
+    """Base URL of a running embedded service (uploads capped at 1 MB so the 413 path is testable; RAFT measures
+    the motion of clips)."""
     port = free_port()
     data = tmp_path_factory.mktemp("serve")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
     env.update(
         PYTHONPATH=str(ROOT),
+        # the worker measures clips' motion with RAFT (random small weights in torchvision's layout)
+        DVD360_FLOW_BACKEND="raft",
+        DVD360_RAFT_WEIGHTS=str(save_raft_weights(data / "raft_small.pth")),
         DVD360_MAX_UPLOAD_MB="1",
         DVD360_WEBHOOK_ALLOW_PRIVATE="true",
         DVD360_SIGNING_KEY=SIGNING_KEY,

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     raft_weights: Path | None = Field(
         None, description="Local torchvision RAFT weights (raft_large_C_T_SKHT_V2-ff5fadd5.pth) for flow_backend=raft."
     )
+
+    @field_validator("raft_weights", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes unset variables as empty strings
 
     @model_validator(mode="after")
     def _raft_has_weights(self) -> Settings:

@@ -99,6 +99,8 @@ def generate(job_id: str) -> None:
                 flow = load_flow_condition(
                     local, r["flow_kind"], r["num_frames"], r["height"], r["width"], flow_backend()
                 )
+                if r["flow_kind"] == "panorama_clip":
+                    log.info("job %s: the clip's motion was measured with %s", job_id, flow_backend().name)
 
             def progress(step: int, total: int) -> None:
                 store.update(job_id, progress={"step": step, "total": total, "percent": round(100 * step / total, 1)})

@@ -1,12 +1,16 @@
-"""Deterministic RAFT weights and image pairs, shared by tests/media/test_flow_raft.py and the script that
-records torchvision's outputs for them (scripts/record_raft_reference.py). numpy only, so both torch builds
-see the same numbers."""
+"""Deterministic RAFT weights and image pairs, shared by the tests and the script that records torchvision's
+outputs for them (scripts/record_raft_reference.py). The values come from numpy, so both torch builds see the
+same numbers."""
 
 from __future__ import annotations
 
+import json
 import zlib
+from pathlib import Path
 
 import numpy as np
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def deterministic_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -40,3 +44,19 @@ def panorama_pair(h: int = 128, w: int = 256, shift: int = 5, seed: int = 3) -> 
     image = 0.5 + 0.1 * np.sin(k * lon + phase + 3 * np.sin(2 * lat * k)).sum(-1)
     first = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     return first, np.roll(first, shift, axis=1)
+
+
+def raft_state(size: str) -> dict:
+    """torchvision's raft_large or raft_small state dict (recorded key layout) with deterministic values."""
+    import torch
+
+    layout = json.loads((FIXTURES / "raft_keys.json").read_text())[size]
+    return {k: torch.from_numpy(v) for k, v in deterministic_weights({k: tuple(s) for k, s in layout.items()}).items()}
+
+
+def save_raft_weights(path: Path, size: str = "small") -> Path:
+    """A RAFT weights file as torchvision publishes them (a bare state dict in a .pth)."""
+    import torch
+
+    torch.save(raft_state(size), path)
+    return path

@@ -7,7 +7,6 @@ by scripts/record_raft_reference.py on the deterministic weights and images of t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,17 +22,10 @@ from models.media.flow_extract import FlowBackend, extract_flow
 from models.media.flow_video import load_flow_condition
 from models.media.video_writer import write_video
 from models.raft import LARGE, SMALL, Raft, build_raft
-from tests.media.raft_inputs import deterministic_weights, panorama_pair
+from tests.media.raft_inputs import FIXTURES, panorama_pair, raft_state, save_raft_weights
 from tests.tools import last_json, plain
 
-FIXTURES = Path(__file__).parent / "fixtures"
 LAYOUTS = json.loads((FIXTURES / "raft_keys.json").read_text())
-
-
-def published_state(size: str) -> dict[str, torch.Tensor]:
-    """A state dict in torchvision's layout for raft_large or raft_small, filled with deterministic values."""
-    shapes = {k: tuple(v) for k, v in LAYOUTS[size].items()}
-    return {k: torch.from_numpy(v) for k, v in deterministic_weights(shapes).items()}
 
 
 def to_model_input(image: np.ndarray) -> torch.Tensor:
@@ -48,7 +40,7 @@ def test_state_dict_layout_is_torchvisions(size, config) -> None:
 
 @pytest.mark.parametrize("size", ["large", "small"])
 def test_flow_equals_torchvisions_on_the_same_weights(size) -> None:
-    model = build_raft(published_state(size))
+    model = build_raft(raft_state(size))
     first, second = panorama_pair()
     with torch.inference_mode():
         flow = model(to_model_input(first), to_model_input(second))[0].numpy()
@@ -59,8 +51,7 @@ def test_flow_equals_torchvisions_on_the_same_weights(size) -> None:
 
 def test_clip_extraction_equals_pairwise_raft_on_wrap_padded_frames(tmp_path) -> None:
     """Each frame encoded once and pairs batched give what RAFT gives one wrap-padded pair at a time."""
-    weights = tmp_path / "raft_small.pth"
-    torch.save(published_state("small"), weights)
+    weights = save_raft_weights(tmp_path / "raft_small.pth")
     first, _ = panorama_pair()
     clip = np.stack([np.roll(first, 3 * t, axis=1) for t in range(6)])  # 5 pairs: more than one batch
     reported = []
@@ -68,7 +59,7 @@ def test_clip_extraction_equals_pairwise_raft_on_wrap_padded_frames(tmp_path) ->
     assert flow.shape == (5, 128, 256, 2) and flow.dtype == np.float32
     assert reported[-1] == 5
 
-    model, pad = build_raft(published_state("small")), 32
+    model, pad = build_raft(raft_state("small")), 32
     for t in range(5):
         pair = [F.pad(to_model_input(clip[t + i]), (pad, pad, 0, 0), mode="circular") for i in (0, 1)]
         with torch.inference_mode():
@@ -79,8 +70,7 @@ def test_clip_extraction_equals_pairwise_raft_on_wrap_padded_frames(tmp_path) ->
 @pytest.mark.parametrize(("h", "w"), [(64, 128), (60, 120), (200, 400)])
 def test_any_panorama_size_gives_flow_at_that_size(tmp_path, h, w) -> None:
     """Below 128 px or off the multiple of 8, frames are resized for RAFT and the flow scaled back."""
-    weights = tmp_path / "raft_small.pth"
-    torch.save(published_state("small"), weights)
+    weights = save_raft_weights(tmp_path / "raft_small.pth")
     first, second = panorama_pair(h, w)
     flow = extract_flow(np.stack([first, second]), FlowBackend("raft", weights, "cpu"))
     assert flow.shape == (1, h, w, 2) and np.isfinite(flow).all()
@@ -88,7 +78,7 @@ def test_any_panorama_size_gives_flow_at_that_size(tmp_path, h, w) -> None:
 
 @pytest.mark.parametrize("wrap", ["bare", "state_dict", "module", "safetensors"])
 def test_published_file_layouts_load(tmp_path, wrap) -> None:
-    state = published_state("large")
+    state = raft_state("large")
     if wrap == "safetensors":
         path = tmp_path / "raft.safetensors"
         save_file({k: v.contiguous() for k, v in state.items()}, path)
@@ -101,7 +91,7 @@ def test_published_file_layouts_load(tmp_path, wrap) -> None:
     assert model.config == LARGE
     np.testing.assert_array_equal(
         model.state_dict()["update_block.flow_head.conv2.weight"].numpy(),
-        published_state("large")["update_block.flow_head.conv2.weight"].numpy(),
+        raft_state("large")["update_block.flow_head.conv2.weight"].numpy(),
     )
 
 
@@ -111,13 +101,12 @@ def test_wrong_or_broken_weights_are_refused_with_the_reason(tmp_path) -> None:
     with pytest.raises(CheckpointError, match=r"not torchvision RAFT weights.*missing.*unexpected"):
         FlowBackend("raft", not_raft, "cpu").raft()
 
-    mis_shaped = published_state("small")
+    mis_shaped = raft_state("small")
     mis_shaped["update_block.flow_head.conv2.weight"] = torch.zeros(2, 64, 3, 3)
     with pytest.raises(CheckpointError, match=r"1 mis-shaped \['update_block.flow_head.conv2.weight'\]"):
         build_raft(mis_shaped, "mine.pth")
 
-    truncated = tmp_path / "truncated.pth"
-    torch.save(published_state("small"), truncated)
+    truncated = save_raft_weights(tmp_path / "truncated.pth")
     truncated.write_bytes(truncated.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="not a readable RAFT checkpoint"):
         FlowBackend("raft", truncated, "cpu").raft()
@@ -128,8 +117,7 @@ def test_wrong_or_broken_weights_are_refused_with_the_reason(tmp_path) -> None:
 
 
 def test_cli_and_generation_condition_use_raft(tmp_path) -> None:
-    weights = tmp_path / "raft_small.pth"
-    torch.save(published_state("small"), weights)
+    weights = save_raft_weights(tmp_path / "raft_small.pth")
     first, _ = panorama_pair(64, 128)
     clip = write_video(np.stack([np.roll(first, 2 * t, axis=1) for t in range(5)]), tmp_path / "clip.mp4", quality=0)
     runner = CliRunner()
@@ -145,3 +133,14 @@ def test_cli_and_generation_condition_use_raft(tmp_path) -> None:
 
     condition = load_flow_condition(clip, "panorama_clip", 3, 64, 128, FlowBackend("raft", weights, "cpu"))
     assert condition.shape == (3, 3, 64, 128) and condition.min() >= -1 and condition.max() <= 1
+
+
+def test_workers_refuse_raft_without_weights_at_start(tmp_path) -> None:
+    from pydantic import ValidationError
+
+    from worker.settings import Settings
+
+    with pytest.raises(ValidationError, match="DVD360_FLOW_BACKEND=raft needs DVD360_RAFT_WEIGHTS"):
+        Settings(flow_backend="raft")
+    assert Settings(flow_backend="raft", raft_weights=tmp_path / "raft.pth").raft_weights == tmp_path / "raft.pth"
+    assert Settings(raft_weights="").raft_weights is None  # what compose passes for an unset variable

@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
+from models.media.video_writer import write_video
 from tests.conftest import SERVE_LOG, SIGNING_KEY, free_port
 from tests.hostile_files import make_hostile_files
 from tests.tools import spherical_side_data, video_stream
@@ -111,6 +112,15 @@ def test_motion_uploads(client, tmp_path) -> None:
     assert uploaded.status_code == 201, uploaded.text
     job = client.post("/generate", json={"prompt": "moving", **SMALL, "flow_id": uploaded.json()["id"]}).json()
     assert wait_for(client, job["id"], TERMINAL)["state"] == "succeeded"
+
+    frames = np.random.default_rng(0).integers(0, 255, (1, 64, 128, 3), np.uint8).repeat(10, 0)
+    clip = write_video(np.stack([np.roll(f, 3 * t, axis=1) for t, f in enumerate(frames)]), tmp_path / "clip.mp4")
+    with clip.open("rb") as f:
+        uploaded = client.post("/flows", files={"file": ("clip.mp4", f)}, data={"kind": "panorama_clip"})
+    assert uploaded.status_code == 201, uploaded.text
+    job = client.post("/generate", json={"prompt": "copied", **SMALL, "flow_id": uploaded.json()["id"]}).json()
+    assert wait_for(client, job["id"], TERMINAL)["state"] == "succeeded"
+    assert f"job {job['id']}: the clip's motion was measured with raft" in SERVE_LOG.read_text()
 
     big = tmp_path / "big.npy"
     np.save(big, np.zeros((4, 256, 512, 2), np.float32))  # 4 MB > the 1 MB cap of this test service
