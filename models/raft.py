@@ -167,6 +167,8 @@ class _FlowHead(nn.Module):
 
 
 class _UpdateBlock(nn.Module):
+    """The refinement step's three parts (torchvision's `update_block.*` keys); Raft.flow_from_features runs them."""
+
     def __init__(self, config: RaftConfig) -> None:
         super().__init__()
         context = config.context_widths[-1] - config.hidden
