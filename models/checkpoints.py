@@ -35,7 +35,7 @@ def read_state_dict(path: str | Path) -> StateDict:
     """Tensors of a .safetensors or torch pickle file (weights only), unwrapped from a `state_dict` entry."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; check the path in the model registry")
+        raise CheckpointError(f"{path}: no such file; check the configured path")
     try:
         if path.suffix == ".safetensors":
             data = load_file(path)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import CheckpointError
+from models.checkpoints import load_strict, read_state_dict, strip_prefix
 
 MIN_SIDE = 128  # the coarsest correlation level must keep 2 pixels per side (align_corners sampling)
 PAIRS_PER_BATCH = 4  # a 512 x 1280 pair holds about 0.6 GB of correlation pyramid
@@ -264,39 +264,11 @@ class Raft(nn.Module):
         return self.flow_from_features(fmap1, fmap2, self.context_encoder(image1), updates)
 
 
-def _state_dict_in(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"RAFT weights not found: {path}") from exc
-    except Exception as exc:  # truncated zips, pickles that are not tensors, foreign formats
-        raise CheckpointError(f"{path}: not a readable RAFT checkpoint ({type(exc).__name__}: {exc})") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a RAFT state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def build_raft(state: dict[str, torch.Tensor], source: str = "state dict") -> Raft:
+def build_raft(state: dict[str, torch.Tensor], source: str | Path = "state dict") -> Raft:
     """The RAFT size the weights describe (the convex-upsampling mask exists only in raft_large), loaded
     strictly: any missing, unexpected or mis-shaped key is a CheckpointError naming them."""
     model = Raft(LARGE if any(k.startswith("mask_predictor.") for k in state) else SMALL)
-    expected = model.state_dict()
-    missing = sorted(expected.keys() - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    shapes = sorted(k for k in expected.keys() & state.keys() if tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or shapes:
-        raise CheckpointError(
-            f"{source}: not torchvision RAFT weights (raft_large or raft_small): {len(missing)} missing "
-            f"{missing[:8]}, {len(unexpected)} unexpected {unexpected[:8]}, {len(shapes)} mis-shaped {shapes[:8]}"
-        )
-    model.load_state_dict(state)
+    load_strict(model, state, source, "torchvision RAFT (raft_large or raft_small)")
     return model.eval()
 
 
@@ -304,8 +276,7 @@ def build_raft(state: dict[str, torch.Tensor], source: str = "state dict") -> Ra
 def load_raft(path: str | Path, device: str = "cpu") -> Raft:
     """RAFT from a local torchvision checkpoint (.pth/.pt or .safetensors), in fp32 on `device`; kept loaded,
     so a worker reads the file once."""
-    path = Path(path)
-    return build_raft(_state_dict_in(path), str(path)).to(device)
+    return build_raft(strip_prefix(read_state_dict(path), "module."), path).to(device)
 
 
 def _working_size(h: int, w: int) -> tuple[int, int]:

@@ -46,12 +46,16 @@ def panorama_pair(h: int = 128, w: int = 256, shift: int = 5, seed: int = 3) -> 
     return first, np.roll(first, shift, axis=1)
 
 
+def raft_layout(size: str) -> dict[str, tuple[int, ...]]:
+    """torchvision's raft_large or raft_small keys and shapes, as recorded in fixtures/raft_keys.json."""
+    return {k: tuple(s) for k, s in json.loads((FIXTURES / "raft_keys.json").read_text())[size].items()}
+
+
 def raft_state(size: str) -> dict:
     """torchvision's raft_large or raft_small state dict (recorded key layout) with deterministic values."""
     import torch
 
-    layout = json.loads((FIXTURES / "raft_keys.json").read_text())[size]
-    return {k: torch.from_numpy(v) for k, v in deterministic_weights({k: tuple(s) for k, s in layout.items()}).items()}
+    return {k: torch.from_numpy(v) for k, v in deterministic_weights(raft_layout(size)).items()}
 
 
 def save_raft_weights(path: Path, size: str = "small") -> Path:
