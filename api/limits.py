@@ -15,20 +15,31 @@ from limits.strategies import MovingWindowRateLimiter
 from worker.jobs import active_key
 
 ACTIVE_RETRY_AFTER_S = 10
+RATE_WHAT = {
+    "write": "submissions for this API key",
+    "read": "reads for this API key",
+    "auth_failure": "failed authentications from this address",
+}
 
 
 class KeyLimits:
-    def __init__(self, client: redis.Redis, redis_url: str, rate: str, max_active_jobs: int) -> None:
+    """Writes (submitting, canceling) and reads (polling one's own jobs, event streams) have separate rates, so a page
+    that watches a job never locks its owner out of submitting; failed authentication is limited per client address."""
+
+    def __init__(self, client: redis.Redis, redis_url: str, rates: dict[str, str], max_active_jobs: int) -> None:
         self.client, self.max_active_jobs = client, max_active_jobs
-        self.rate = parse(rate)
+        self.rates = {kind: parse(rate) for kind, rate in rates.items()}
         self.limiter = MovingWindowRateLimiter(RedisStorage(redis_url, socket_timeout=5))
 
-    def check_rate(self, owner: str) -> None:
-        if not self.limiter.hit(self.rate, "dvd360", owner):
-            reset_at = self.limiter.get_window_stats(self.rate, "dvd360", owner).reset_time
+    def check_rate(self, kind: str, who: str) -> None:
+        """429 with Retry-After when `who` (an API key's owner, or a client address for auth failures) is over the
+        `kind` rate: write, read or auth_failure."""
+        rate = self.rates[kind]
+        if not self.limiter.hit(rate, "dvd360", kind, who):
+            reset_at = self.limiter.get_window_stats(rate, "dvd360", kind, who).reset_time
             wait = max(1, math.ceil(reset_at - time.time()))
             raise HTTPException(
-                429, f"more than {self.rate} requests for this API key; retry in {wait} s", {"Retry-After": str(wait)}
+                429, f"more than {rate} {RATE_WHAT[kind]}; retry in {wait} s", {"Retry-After": str(wait)}
             )
 
     def reserve_job(self, owner: str, job_id: str) -> None:
@@ -46,3 +57,7 @@ class KeyLimits:
                 "or cancel one",
                 {"Retry-After": str(ACTIVE_RETRY_AFTER_S)},
             )
+
+    def release_job(self, owner: str, job_id: str) -> None:
+        """Give back a slot reserved for a request that was refused after all."""
+        self.client.srem(active_key(owner), job_id)

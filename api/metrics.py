@@ -12,7 +12,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
 
 from worker.job_metrics import DURATION_BUCKETS, DURATIONS_KEY, JOBS_KEY
 
@@ -74,12 +73,12 @@ class Metrics:
 
     async def middleware(self, request: Request, call_next):
         start = time.perf_counter()
-        route = _route_template(request)
         try:
             response = await call_next(request)
         except Exception:
-            self.requests.labels(request.method, route, "500").inc()
+            self.requests.labels(request.method, _route_template(request), "500").inc()
             raise
+        route = _route_template(request)
         self.requests.labels(request.method, route, str(response.status_code)).inc()
         self.latency.labels(request.method, route).observe(time.perf_counter() - start)
         return response
@@ -89,9 +88,7 @@ class Metrics:
 
 
 def _route_template(request: Request) -> str:
-    """The route's path template (/jobs/{job_id}), never the raw path: ids would explode the label count."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "other")
-    return "unmatched"
+    """The matched route's path template (/jobs/{job_id}), never the raw path: ids would explode the label count.
+    Routing records the route in the scope (after `call_next`)."""
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched"

@@ -6,23 +6,34 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.generation_params import (
+    ABSOLUTE_MAX_FRAMES,
+    FPS_MAX,
+    GUIDANCE_MAX,
+    MIN_HEIGHT,
+    GenerationDefaults,
+    panorama_size_error,
+)
 from models.media.flow_kinds import FLOW_KINDS
 
 
 class GenerateRequest(BaseModel):
+    """Fields left out (or null) take the chosen model's defaults (`GET /models`); values are checked against the
+    model's limits when the job is accepted."""
+
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=1000)
     negative_prompt: str = Field("", max_length=1000)
     base_model: str = Field("tiny", max_length=64)
     flow_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
-    num_frames: int = Field(16, ge=8, le=24)
-    height: int = Field(512, ge=64)
-    width: int = Field(1024, ge=128)
-    steps: int = Field(25, ge=1, le=100)
-    guidance_scale: float = Field(7.5, ge=0, le=30)
+    num_frames: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_FRAMES)
+    height: int | None = Field(None, ge=MIN_HEIGHT, le=8192)
+    width: int | None = Field(None, ge=2 * MIN_HEIGHT, le=16384)
+    steps: int | None = Field(None, ge=1, le=1000)
+    guidance_scale: float | None = Field(None, ge=0, le=GUIDANCE_MAX)
     seed: int | None = Field(None, ge=0, lt=2**31)
-    fps: int = Field(8, ge=1, le=60)
+    fps: int | None = Field(None, ge=1, le=FPS_MAX)
     adapter_scale: float = Field(1.0, ge=0, le=2)
     latent_rotation: bool = True
     rotate_features: bool = True
@@ -31,9 +42,22 @@ class GenerateRequest(BaseModel):
 
     @model_validator(mode="after")
     def _panorama_size(self) -> GenerateRequest:
-        if self.height % 64 or self.width != 2 * self.height:
-            raise ValueError("width must be 2 x height and height a multiple of 64 (e.g. 512 x 1024)")
+        # one side given: the other follows from 2:1; both given: they must agree
+        if self.height is not None and self.width is None:
+            self.width = 2 * self.height
+        elif self.width is not None and self.height is None:
+            self.height = self.width // 2
+        if self.height is not None and (reason := panorama_size_error(self.height, self.width)):
+            raise ValueError(reason)
         return self
+
+    def resolved(self, defaults: GenerationDefaults) -> dict[str, Any]:
+        """Every field with the model's defaults filled in where the request left it out."""
+        fields = self.model_dump()
+        for name, value in defaults.model_dump().items():
+            if fields.get(name) is None:
+                fields[name] = value
+        return fields
 
 
 def _generate_request_body() -> dict[str, Any]:

@@ -9,6 +9,8 @@ Example file:
         base_checkpoint: /weights/realisticVisionV51_v20Novae.safetensors   # optional personalised T2I
         motion_module: /weights/mm_sd_v14.ckpt
         adapter: /weights/360Adapter_flow_v1.ckpt
+        defaults: {num_frames: 16, steps: 25}          # optional: what a request gets for fields it leaves out
+        limits: {max_frames: 128, max_height: 512}     # optional: the largest request this model accepts
       my-saved-model:
         folder: /weights/my-saved-model                # a folder written by Panorama360Pipeline.save_pretrained
 
@@ -24,7 +26,23 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from models.generation_params import TINY_DEFAULTS, TINY_LIMITS, GenerationDefaults, GenerationLimits
+
 TINY_MODEL_NAME = "tiny"
+PULLED_REGISTRY = "registry.yaml"  # the file `dvd360 models pull` writes in its models folder
+
+
+def default_models_dir() -> Path:
+    """Where `dvd360 models pull` installs unless told otherwise: the per-user data folder."""
+    from platformdirs import user_data_path
+
+    return user_data_path("dvd360") / "models"
+
+
+def default_registry_path(models_dir: Path) -> Path | None:
+    """The registry pull wrote in `models_dir`, when there is one: the default registry beside `tiny`."""
+    path = Path(models_dir) / PULLED_REGISTRY
+    return path if path.is_file() else None
 
 
 class RegistryError(ValueError):
@@ -44,6 +62,17 @@ class ModelSpec(BaseModel):
     base_checkpoint: Path | None = None
     motion_module: Path | None = None
     adapter: Path | None = None
+    # None: the tiny model's small CPU defaults for `builtin: tiny`, the published 360DVD sampling otherwise
+    defaults: GenerationDefaults | None = None
+    limits: GenerationLimits | None = None
+
+    @property
+    def generation_defaults(self) -> GenerationDefaults:
+        return self.defaults or (TINY_DEFAULTS if self.builtin == "tiny" else GenerationDefaults())
+
+    @property
+    def generation_limits(self) -> GenerationLimits:
+        return self.limits or (TINY_LIMITS if self.builtin == "tiny" else GenerationLimits())
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -57,6 +86,9 @@ class ModelSpec(BaseModel):
             raise ValueError(f"model {self.name!r}: `sd15`, `motion_module` and `adapter` are all required")
         if self.base_checkpoint is not None and not components:
             raise ValueError(f"model {self.name!r}: `base_checkpoint` needs `sd15`, `motion_module`, `adapter`")
+        d, lim = self.generation_defaults, self.generation_limits
+        if d.num_frames > lim.max_frames or d.height > lim.max_height or d.steps > lim.max_steps:
+            raise ValueError(f"model {self.name!r}: its `defaults` exceed its `limits`")
         return self
 
     def weight_paths(self) -> list[Path]:

@@ -47,6 +47,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
         DVD360_MAX_UPLOAD_MB="1",
         DVD360_WEBHOOK_ALLOW_PRIVATE="true",
         DVD360_SIGNING_KEY=SIGNING_KEY,
+        # limits set explicitly: tests poll often, and a loaded machine stretches every wait
+        DVD360_RATE_LIMIT="100000/minute",
+        DVD360_READ_RATE_LIMIT="100000/minute",
     )
     SERVE_LOG.parent.mkdir(exist_ok=True)
     log = open(SERVE_LOG, "w")  # noqa: SIM115 (closed in the teardown)

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.registry import default_models_dir, default_registry_path
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DVD360_", extra="ignore")
@@ -22,7 +24,16 @@ class Settings(BaseSettings):
     s3_access_key: str | None = Field(None, description="S3 access key (else the standard AWS variables).")
     s3_secret_key: str | None = Field(None, description="S3 secret key.")
     s3_region: str = Field("us-east-1", description="Region for SigV4 signing.")
-    model_registry: Path | None = Field(None, description="Model registry YAML; the tiny model when unset.")
+    model_registry: Path | None = Field(
+        None, description="Model registry YAML; unset: the one `dvd360 models pull` wrote in models_dir, else tiny."
+    )
+    models_dir: Path = Field(
+        default_factory=default_models_dir, description="Where `dvd360 models pull` installs weights."
+    )
+    pull_models: str = Field("", description="Comma-separated catalogue models a worker pulls at start.")
+    catalogue: Path | None = Field(None, description="Model catalogue YAML for pull (default: the shipped one).")
+    pull_retries: int = Field(5, ge=0, description="Retries of a failed download (5xx, dropped connection).")
+    pull_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a download; doubles each time.")
     auth: bool = Field(True, description="Require API keys; off only in the embedded default.")
     signing_key: str = Field("", description="HMAC key for local download links (random per start if empty).")
     max_upload_mb: int = Field(200, description="Largest accepted motion upload.")
@@ -33,7 +44,19 @@ class Settings(BaseSettings):
     heartbeat_file: Path | None = Field(None, description="File the worker touches while alive (liveness probe).")
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from browsers.")
     device: str | None = Field(None, description="Torch device for the worker (default: CUDA when present).")
-    rate_limit: str = Field("120/minute", description="Requests per API key (a `limits` string, e.g. 10/second).")
+    rate_limit: str = Field(
+        "120/minute", description="Submissions (POST/DELETE) per API key (a `limits` string, e.g. 10/second)."
+    )
+    read_rate_limit: str = Field(
+        "1200/minute", description="Reads (GET: polling one's own jobs, event streams) per API key."
+    )
+    auth_failure_limit: str = Field(
+        "30/minute", description="Failed authentications per client address before 429 (guessing keys)."
+    )
+    public_url: str | None = Field(
+        None, description="Base URL clients reach the API at, for absolute output links (default: the request's)."
+    )
+    metrics_token: str = Field("", description="When set, GET /metrics needs `Authorization: Bearer <token>`.")
     max_active_jobs: int = Field(8, ge=1, description="Queued plus running jobs one API key may have.")
     idempotency_ttl_s: int = Field(24 * 3600, description="How long an Idempotency-Key keeps answering its job.")
     webhook_allow_private: bool = Field(False, description="Allow webhooks to loopback/private addresses.")
@@ -50,7 +73,26 @@ class Settings(BaseSettings):
         None, description="Local torchvision RAFT weights (raft_large_C_T_SKHT_V2-ff5fadd5.pth) for flow_backend=raft."
     )
 
-    @field_validator("raft_weights", mode="before")
+    # Every job ends, files expire (issue 14): time limits, leases, the reaper, retention, cost estimates.
+    task_soft_time_limit_s: int = Field(1800, ge=1, description="A job running longer fails (error_type timeout).")
+    job_lease_s: float = Field(60, gt=0, description="Lease a worker refreshes while it runs a job; lapsed: reaped.")
+    reaper_interval_s: float = Field(15, gt=0, description="How often the reaper checks unfinished jobs and expiries.")
+    queued_grace_s: float = Field(120, gt=0, description="A queued job with no broker message this long is failed.")
+    result_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="How long a finished job and its outputs are kept.")
+    upload_ttl_s: int = Field(24 * 3600, ge=1, description="How long a motion upload is kept.")
+    worker_proc_alive_timeout_s: float = Field(
+        1800, gt=0, description="How long a new worker child may take to load its models before Celery kills it."
+    )
+    worker_warmup_budget_s: float = Field(
+        1800, gt=0, description="Liveness: how long a worker may report 'warming' before it counts as stuck."
+    )
+    cost_s_per_unit: float | None = Field(
+        None, gt=0, description="Seconds per frame x pixel x step on the workers' device (default: worker/cost.py)."
+    )
+    test_warmup_delay_s: float = Field(0, ge=0, description="TEST HOOK: seconds a worker child sleeps in warm-up.")
+    test_fault_hooks: bool = Field(False, description="TEST HOOK: a prompt 'raise:<name>' raises that in the job.")
+
+    @field_validator("raft_weights", "model_registry", "catalogue", mode="before")
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
         return None if value == "" else value  # compose passes unset variables as empty strings
@@ -59,6 +101,12 @@ class Settings(BaseSettings):
     def _raft_has_weights(self) -> Settings:
         if self.flow_backend == "raft" and self.raft_weights is None:
             raise ValueError("DVD360_FLOW_BACKEND=raft needs DVD360_RAFT_WEIGHTS (a local RAFT weights file)")
+        return self
+
+    @model_validator(mode="after")
+    def _pulled_models_by_default(self) -> Settings:
+        if self.model_registry is None:  # what `dvd360 models pull` installed is served without further flags
+            self.model_registry = default_registry_path(self.models_dir)
         return self
 
 

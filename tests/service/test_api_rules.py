@@ -29,13 +29,45 @@ def make_api(redis_url, tmp_path):
     return make
 
 
-def test_request_rate_per_key_is_limited_with_retry_after(make_api) -> None:
-    api = make_api(rate_limit="5/minute")
-    answers = [api.get("/jobs").status_code for _ in range(6)]
-    assert answers == [200] * 5 + [429]
+def test_writes_and_reads_have_separate_rates_per_key_with_retry_after(make_api) -> None:
+    api = make_api(rate_limit="3/minute", read_rate_limit="5/minute")
+    writes = [api.post("/generate", json=BODY).status_code for _ in range(4)]
+    assert writes == [202] * 3 + [429]
+    # a page polling its job is not locked out by its own submissions, and the reverse
+    reads = [api.get("/jobs").status_code for _ in range(6)]
+    assert reads == [200] * 5 + [429]
     refused = api.get("/jobs")
     assert 1 <= int(refused.headers["retry-after"]) <= 60 and "5 per 1 minute" in refused.json()["detail"]
+    assert "reads" in refused.json()["detail"]
     assert api.get("/healthz").status_code == 200  # probes are not rate limited
+
+
+def test_requests_without_sizes_take_the_models_defaults_and_limits_name_the_field(make_api) -> None:
+    api = make_api()
+    models = {m["name"]: m for m in api.get("/models").json()["models"]}
+    tiny = models["tiny"]
+    small = {"num_frames": 8, "height": 64, "width": 128, "steps": 4, "guidance_scale": 7.5, "fps": 8}
+    assert tiny["defaults"] == small
+    assert tiny["limits"]["max_frames"] >= 64 and tiny["installed"] is True
+    job = api.post("/generate", json={"prompt": "a volcano"}).json()
+    assert {k: job["request"][k] for k in tiny["defaults"]} == tiny["defaults"]
+    only_height = api.post("/generate", json={"prompt": "a volcano", "height": 128}).json()
+    assert (only_height["request"]["height"], only_height["request"]["width"]) == (128, 256)
+    for field, value, limit in (("num_frames", 129, "128"), ("height", 320, "256"), ("steps", 101, "100")):
+        refused = api.post("/generate", json={"prompt": "a volcano", field: value})
+        assert refused.status_code == 422, refused.text
+        error = refused.json()["detail"][0]
+        assert error["loc"] == ["body", field] and limit in error["msg"]
+
+
+def test_output_links_are_absolute_from_the_public_url(make_api) -> None:
+    api = make_api(public_url="https://videos.example.org/api/")
+    job = api.post("/generate", json=BODY).json()
+    db_job = dict(job, state="succeeded", outputs={"video": f"outputs/{job['id']}/video.mp4"})
+    from api.job_view import public_job
+
+    view = public_job(db_job, api.app.state.services, "https://videos.example.org/api")
+    assert view["outputs"]["video_url"].startswith("https://videos.example.org/api/files/outputs/")
 
 
 def test_queued_jobs_per_key_are_capped_and_freed_by_cancel(make_api) -> None:
@@ -80,7 +112,7 @@ def test_multipart_generate_takes_the_flow_file_inline(make_api) -> None:
     assert answer.status_code == 202, answer.text
     request = answer.json()["request"]
     assert len(request["flow_id"]) == 32 and request["circular_padding"] is False and "flow_key" not in request
-    bad = api.post("/generate", data={**form, "num_frames": "99"}, files={"file": ("motion.npy", flow.getvalue())})
+    bad = api.post("/generate", data={**form, "num_frames": "129"}, files={"file": ("motion.npy", flow.getvalue())})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "num_frames"]
     broken = api.post("/generate", data=form, files={"file": ("motion.npy", b"\x93NUMPY garbage")})
     assert broken.status_code == 422 and "motion.npy" in broken.json()["detail"]
@@ -136,14 +168,16 @@ def test_webhook_targets_are_checked(make_api) -> None:
         ("http://user:pw@example.com/", "credentials"),
     ]:
         answer = api.post("/generate", json={**BODY, "webhook_url": url})
-        assert answer.status_code == 422 and reason in answer.json()["detail"], (url, answer.text)
+        error = answer.json()["detail"][0]
+        assert answer.status_code == 422 and error["loc"] == ["body", "webhook_url"], (url, answer.text)
+        assert reason in error["msg"], (url, answer.text)
 
 
 def test_validation_names_the_field(make_api) -> None:
     api = make_api()
     cases = {
         "prompt": {"prompt": ""},
-        "num_frames": {"num_frames": 7},
+        "num_frames": {"num_frames": 0},
         "steps": {"steps": 101},
         "guidance_scale": {"guidance_scale": 31},
         "seed": {"seed": -1},
@@ -155,7 +189,7 @@ def test_validation_names_the_field(make_api) -> None:
     odd = api.post("/generate", json={**BODY, "width": 192})
     assert odd.status_code == 422 and "2 x height" in odd.json()["detail"][0]["msg"]
     unknown = api.post("/generate", json={**BODY, "base_model": "sdxl"})
-    assert unknown.status_code == 422 and "tiny" in unknown.json()["detail"]
+    assert unknown.status_code == 422 and "tiny" in unknown.json()["detail"][0]["msg"]
 
 
 def test_download_links_expire(make_api, tmp_path) -> None:

@@ -1,0 +1,82 @@
+"""Jobs: submit (`POST /generate`, JSON or multipart with the motion file inline), read, list and cancel."""
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from api.deps import Reader, Services, Svc, Writer
+from api.job_view import base_url, public_job
+from api.schemas import GENERATE_REQUEST_BODY
+from api.submissions import accept, parse_generate
+
+router = APIRouter(tags=["jobs"])
+
+
+def own_job(svc: Services, job_id: str, who: str) -> dict:
+    """The caller's job, or 404 (another key's job is indistinguishable from a missing one)."""
+    job = svc.store.get(job_id) if len(job_id) == 32 and job_id.isalnum() else None
+    if job is None or job["owner"] != who:
+        raise HTTPException(404, f"no job {job_id[:64]!r}")
+    return job
+
+
+@router.post(
+    "/generate",
+    status_code=202,
+    openapi_extra={"requestBody": GENERATE_REQUEST_BODY},
+    summary="Queue a generation job (JSON, or multipart with the motion file inline)",
+)
+async def generate(
+    request: Request, svc: Svc, who: Writer, idempotency_key: Annotated[str | None, Header()] = None
+) -> Response:
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=40) as form:
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            kind = fields.pop("kind", "flow_video")
+            upload = form.get("file")
+            if isinstance(upload, str):
+                raise HTTPException(422, "the multipart field `file` must be a file upload")
+            body = parse_generate(fields)
+            job, replayed = await run_in_threadpool(accept, svc, who, body, idempotency_key, upload, kind)
+    else:
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise HTTPException(422, "the body must be a JSON object (or multipart/form-data with a file)") from None
+        job, replayed = await run_in_threadpool(accept, svc, who, parse_generate(data), idempotency_key)
+    headers = {"Location": f"/jobs/{job['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(public_job(job, svc, base_url(request, svc.settings.public_url)), 202, headers)
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, request: Request, svc: Svc, who: Reader) -> dict:
+    return public_job(own_job(svc, job_id, who), svc, base_url(request, svc.settings.public_url))
+
+
+@router.get("/jobs")
+def list_jobs(
+    request: Request,
+    svc: Svc,
+    who: Reader,
+    offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict:
+    jobs, total = svc.store.list(who, offset, limit)
+    base = base_url(request, svc.settings.public_url)
+    return {"jobs": [public_job(j, svc, base) for j in jobs], "total": total, "offset": offset, "limit": limit}
+
+
+@router.post("/jobs/{job_id}/cancel")
+@router.delete("/jobs/{job_id}")
+def cancel(job_id: str, request: Request, svc: Svc, who: Writer) -> dict:
+    """A queued job never runs; a running one stops at its next denoising step."""
+    job = own_job(svc, job_id, who)
+    svc.store.request_cancel(job_id)
+    if job["state"] == "queued":  # never runs: the task sees the flag and the final state
+        job = svc.store.transition(svc.celery, job_id, "canceled")
+    return public_job(svc.store.get(job_id) or job, svc, base_url(request, svc.settings.public_url))

@@ -1,0 +1,65 @@
+"""What a generation request may ask of a model: each model's defaults and limits, one source for the API, the CLI
+and the page (`GET /models` publishes them). Torch-free: the API imports it.
+
+The built-in tiny model runs on a CPU, so its defaults are small and fast; a real SD-1.5 model defaults to the
+published 360DVD sampling (16 x 512 x 1024, DDIM 25 steps, guidance 7.5, 8 fps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MIN_HEIGHT = 64  # one latent row block of the UNet's 4 down blocks (8 x 8)
+ABSOLUTE_MAX_FRAMES = 1024  # what a registry may allow at most: a sanity bound, not a default
+
+
+class GenerationDefaults(BaseModel):
+    """The values a request gets for every field it leaves out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_frames: int = Field(16, ge=1)
+    height: int = Field(512, ge=MIN_HEIGHT)
+    width: int = Field(1024, ge=2 * MIN_HEIGHT)
+    steps: int = Field(25, ge=1)
+    guidance_scale: float = Field(7.5, ge=0)
+    fps: int = Field(8, ge=1, le=60)
+
+
+class GenerationLimits(BaseModel):
+    """The largest request a model accepts (the server's own caps, e.g. DVD360_MAX_HEIGHT, apply on top)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_frames: int = Field(128, ge=1, le=ABSOLUTE_MAX_FRAMES)
+    max_height: int = Field(512, ge=MIN_HEIGHT)
+    max_steps: int = Field(100, ge=1, le=1000)
+
+
+TINY_DEFAULTS = GenerationDefaults(num_frames=8, height=64, width=128, steps=4)
+TINY_LIMITS = GenerationLimits(max_frames=128, max_height=256, max_steps=100)
+
+# Fields every request must stay within whatever the model (absolute bounds, also in the API schema).
+GUIDANCE_MAX = 30.0
+FPS_MAX = 60
+
+
+def limit_errors(params: dict[str, Any], limits: GenerationLimits, server_max_height: int | None = None) -> list:
+    """(field, message) for each value over the model's limits; empty when the request fits."""
+    errors = []
+    if params["num_frames"] > limits.max_frames:
+        errors.append(("num_frames", f"num_frames {params['num_frames']} is above this model's {limits.max_frames}"))
+    max_height = min(limits.max_height, server_max_height or limits.max_height)
+    if params["height"] > max_height:
+        errors.append(("height", f"height {params['height']} is above the maximum {max_height} for this model"))
+    if params["steps"] > limits.max_steps:
+        errors.append(("steps", f"steps {params['steps']} is above this model's {limits.max_steps}"))
+    return errors
+
+
+def panorama_size_error(height: int, width: int) -> str | None:
+    """The one ERP size rule: width = 2 x height, height a multiple of 64."""
+    if height % 64 or width != 2 * height:
+        return f"width must be 2 x height and height a multiple of 64 (e.g. 512 x 1024), got {height} x {width}"
+    return None
