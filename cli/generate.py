@@ -56,6 +56,7 @@ def generate(
     from models.media.flow_video import load_flow_condition
     from models.media.video_writer import write_video
     from models.registry import RegistryError, load_registry
+    from worker.settings import get_settings
 
     if width != 2 * height or height % 64:
         raise typer.BadParameter(
@@ -81,7 +82,7 @@ def generate(
         if weights is not None:
             pipe = load_pipeline_folder(weights, device=device)
         else:
-            registry = load_registry(models)
+            registry = load_registry(models or get_settings().model_registry)  # default: what `models pull` wrote
             if model not in registry:
                 raise typer.BadParameter(f"unknown model {model!r}; available: {', '.join(registry.names())}")
             pipe = load_pipeline(registry.get(model), device=device)
@@ -105,7 +106,7 @@ def generate(
             progress=lambda done, total: bar.update(done - bar.n),
         )
     sampled = time.perf_counter()
-    path = write_video(video.frames, out, fps=fps)
+    path = write_video(video.chunks(), out, fps=fps)  # decodes while encoding
     summary = {
         "out": str(path),
         "seed": video.seed,

@@ -26,6 +26,16 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
+# Frames the VAE decodes at once, per device type. CPU: measured on 2 cores, full-size VAE, 8 frames of
+# 128x256: one frame at a time 14.6 s, four at a time 17.2 s (the elementwise ops outgrow the caches).
+# CUDA: the whole clip at once (diffusers' AnimateDiff default); not measured here, no GPU was lent.
+DECODE_CHUNK_SIZE = {"cpu": 1, "cuda": 16}
+
+
+def default_decode_chunk_size(device: torch.device) -> int:
+    return DECODE_CHUNK_SIZE.get(device.type, 1)
+
+
 def xformers_available() -> bool:
     return importlib.util.find_spec("xformers") is not None
 

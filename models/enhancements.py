@@ -14,13 +14,19 @@ import torch
 class Enhancements:
     """Switches for the sampling-time 360 techniques (all on is the published behaviour, with rolled features).
 
-    `rotate_features=False` reproduces the authors' released loop, whose adapter features are never rolled and
-    so drift out of alignment with the rotating latents; it exists for comparison.
+    `rotate_features=False` reproduces the authors' released loop exactly, for comparison: its adapter features
+    are never rolled (they drift out of alignment with the rotating latents) and its video keeps whatever net
+    rotation the steps leave (a quarter turn after 5 steps).
     """
 
     latent_rotation: bool = True
     rotate_features: bool = True
     circular_padding: bool = True
+
+    @property
+    def undo_net_rotation(self) -> bool:
+        """The fixed loop rolls the latents back before decoding, so the video faces where the flow faces."""
+        return self.rotate_features
 
 
 def adapter_active(step: int, total_steps: int) -> bool:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from models.adapter import Adapter360
 from models.circular_padding import set_width_circular_padding, width_circular_padding
-from models.devices import configure_attention, default_dtype, select_device
+from models.context_windows import ContextWindows, blend
+from models.devices import configure_attention, default_decode_chunk_size, default_dtype, select_device
 from models.enhancements import (
     Enhancements,
     adapter_active,
@@ -33,6 +35,7 @@ from models.enhancements import (
     rotation_shift,
 )
 from models.errors import GenerationCanceled
+from models.generation_params import GenerationLimits
 from models.groupnorm_v1 import use_animatediff_v1_norms, uses_animatediff_v1_norms
 from models.injection import AdapterInjector
 
@@ -40,14 +43,46 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
+# (step, total, x0): the step's predicted clean latents, facing where the output faces (live previews)
+PreviewCallback = Callable[[int, int, torch.Tensor], None]
 
 FOLDER_FORMAT = "dvd360-pipeline"
 
 
 @dataclass
 class PanoramaVideo:
-    frames: np.ndarray  # (F, H, W, 3) float32 in [0, 1], equirectangular
+    """A generated equirectangular video, decoded on demand a few frames at a time, so a writer can stream it
+    to the encoder instead of holding the whole float32 video (100 MB at 16 x 512 x 1024)."""
+
+    latents: torch.Tensor  # (1, C, F, h, w), already facing where they are shown
     seed: int
+    decode: Callable[[torch.Tensor], Iterator[np.ndarray]]  # latents -> (n, H, W, 3) float32 chunks in [0, 1]
+    _middle: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def num_frames(self) -> int:
+        return self.latents.shape[2]
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The frames in order, a chunk at a time; the middle frame is kept on the way for the poster."""
+        start, middle = 0, self.num_frames // 2
+        for chunk in self.decode(self.latents):
+            if start <= middle < start + len(chunk):
+                self._middle = chunk[middle - start : middle - start + 1].copy()
+            start += len(chunk)
+            yield chunk
+
+    @cached_property
+    def frames(self) -> np.ndarray:
+        """(F, H, W, 3) float32 in [0, 1]: the whole video at once."""
+        return np.concatenate(list(self.chunks()))
+
+    def middle_frame(self) -> np.ndarray:
+        """(1, H, W, 3): the middle frame as a one-frame video, decoded alone unless `chunks` already passed it."""
+        if self._middle is None:
+            middle = self.num_frames // 2
+            self._middle = next(self.decode(self.latents[:, :, middle : middle + 1]))
+        return self._middle
 
 
 class Panorama360Pipeline:
@@ -70,7 +105,7 @@ class Panorama360Pipeline:
         self.unet, self.adapter, self.scheduler = unet, adapter, scheduler
         use_animatediff_v1_norms(unet, v1_norms)
         self.injector = AdapterInjector(unet)
-        self.decode_chunk_size = 4
+        self.decode_chunk_size: int | None = None  # frames per VAE decode; None: the measured default per device
         self.attention = "sdpa"
         for module in self._modules():
             module.eval().requires_grad_(False)
@@ -88,10 +123,14 @@ class Panorama360Pipeline:
         unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter)
         return cls(unet=unet, **components)
 
-    @property
-    def max_frames(self) -> int:
-        """The motion module's positional encoding length (24 for mm_sd_v14)."""
-        return int(self.unet.config.motion_max_seq_length)
+    # The longest video a call may ask for (settable per pipeline); beyond the motion module's reach (24 frames for
+    # mm_sd_v14) the frames are denoised in context windows, at constant memory.
+    max_frames: int = GenerationLimits().max_frames
+
+    @cached_property
+    def context_windows(self) -> ContextWindows:
+        """How long videos and loops are windowed (settable: `pipe.context_windows = ContextWindows(...)`)."""
+        return ContextWindows.for_motion_module(int(self.unet.config.motion_max_seq_length))
 
     def _modules(self) -> list[torch.nn.Module]:
         return [self.vae, self.text_encoder, self.unet, self.adapter]
@@ -125,7 +164,7 @@ class Panorama360Pipeline:
     # ---------------------------------------------------------------- sampling
     def check_inputs(self, num_frames: int, height: int, width: int, steps: int, guidance_scale: float) -> None:
         if not 1 <= num_frames <= self.max_frames:
-            raise ValueError(f"num_frames must be between 1 and {self.max_frames} (the motion module's limit)")
+            raise ValueError(f"num_frames must be between 1 and {self.max_frames} (this pipeline's max_frames)")
         if height % 64 or width % 64 or height <= 0:
             raise ValueError(f"height and width must be positive multiples of 64, got {height}x{width}")
         if width != 2 * height:
@@ -154,29 +193,66 @@ class Panorama360Pipeline:
         return self.text_encoder(ids.to(self.device))[0]
 
     @torch.no_grad()
-    def encode_flow(self, flow: torch.Tensor | None, num_frames: int, height: int, width: int) -> list[torch.Tensor]:
-        """Adapter features for one video. No flow means a zero input: the adapter's own "no motion" case."""
+    def encode_flow(
+        self, flow: torch.Tensor | None, num_frames: int, height: int, width: int, loop: bool = False
+    ) -> list[torch.Tensor]:
+        """Adapter features for one video. No flow means a zero input: the adapter's own "no motion" case.
+        For a loop, the flow is wrapped in time around its ends, by the reach of the adapter's temporal
+        convolutions, so the first frames' features see the last frames as their neighbours."""
         if flow is None:
             flow = torch.zeros(num_frames, 3, height, width)
-        flow = flow.to(self.device, self.dtype).unsqueeze(0)
-        return self.adapter(flow)
+        pad = min(len(self.adapter.body), num_frames) if loop else 0
+        if pad:
+            flow = torch.cat([flow[-pad:], flow, flow[:pad]])
+        features = self.adapter(flow.to(self.device, self.dtype).unsqueeze(0))
+        return [f[pad : pad + num_frames] for f in features] if pad else features
 
-    def prepare_latents(self, num_frames: int, height: int, width: int, seed: int) -> torch.Tensor:
+    def prepare_latents(self, num_frames: int, height: int, width: int, seed: int, loop: bool = False) -> torch.Tensor:
         # Noise is drawn on the CPU so a seed gives the same start on every device.
         shape = (1, self.unet.config.in_channels, num_frames, height // 8, width // 8)
-        noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+        noise = self.context_windows.initial_noise(shape, torch.Generator("cpu").manual_seed(seed), loop)
         return noise.to(self.device, self.dtype) * self.scheduler.init_noise_sigma
 
+    def predict_noise(
+        self,
+        window: list[int] | None,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        scheduler: SchedulerMixin,
+        prompt_embeds: torch.Tensor,
+        features: list[torch.Tensor] | None,
+        adapter_scale: float,
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """One UNet call, with classifier-free guidance, on the `window` frames of (1, C, F, h, w) latents (None:
+        all frames, as one video) and their adapter features (None: no features this step)."""
+        if window is not None:
+            latents = latents[:, :, window]
+            features = None if features is None else [f[window] for f in features]
+        if features is None:
+            self.injector.clear()
+        else:
+            self.injector.set(features, adapter_scale)
+        do_cfg = guidance_scale > 1.0
+        model_input = torch.cat([latents] * 2) if do_cfg else latents
+        model_input = scheduler.scale_model_input(model_input, t)
+        # UNetMotionModel folds frames into the batch, so every frame gets its video's text embedding.
+        text_embeddings = prompt_embeds.repeat_interleave(latents.shape[2], dim=0)
+        noise_pred = self.unet(model_input, t, encoder_hidden_states=text_embeddings).sample
+        if do_cfg:
+            uncond, cond = noise_pred.chunk(2)
+            noise_pred = uncond + guidance_scale * (cond - uncond)
+        return noise_pred
+
     @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor, circular: bool) -> np.ndarray:
-        """(1, C, F, h, w) latents -> (F, H, W, 3) float32 frames in [0, 1], a few frames at a time (memory)."""
+    def decode_chunks(self, latents: torch.Tensor, circular: bool) -> Iterator[np.ndarray]:
+        """(1, C, F, h, w) latents -> (n, H, W, 3) float32 frames in [0, 1], `decode_chunk_size` frames at a time."""
         frames = latents[0].transpose(0, 1) / self.vae.config.scaling_factor
-        chunks = []
-        with width_circular_padding(self.vae, circular):
-            for chunk in frames.split(self.decode_chunk_size):
-                chunks.append(self.vae.decode(chunk).sample.float())
-        video = (torch.cat(chunks) / 2 + 0.5).clamp(0, 1)
-        return video.permute(0, 2, 3, 1).cpu().numpy()
+        for chunk in frames.split(self.decode_chunk_size or default_decode_chunk_size(self.device)):
+            # padding is switched per chunk: the generator may be suspended (or dropped) between chunks
+            with width_circular_padding(self.vae, circular):
+                pictures = self.vae.decode(chunk).sample
+            yield (pictures.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.no_grad()
     def __call__(
@@ -194,7 +270,11 @@ class Panorama360Pipeline:
         enhancements: Enhancements = Enhancements(),
         progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
+        preview: PreviewCallback | None = None,
+        loop: bool = False,
     ) -> PanoramaVideo:
+        """`loop`: the last frame flows into the first (a seamless loop). Videos longer than the motion module's
+        reach, and loops, are denoised in context windows (`context_windows`)."""
         # 1. Check inputs
         self.check_inputs(num_frames, height, width, num_inference_steps, guidance_scale)
         if flow is not None:
@@ -203,45 +283,51 @@ class Panorama360Pipeline:
         do_cfg = guidance_scale > 1.0
 
         # 2. Encode the prompt (negative first: the classifier-free-guidance batch is [uncond, cond])
-        prompts = [negative_prompt, prompt] if do_cfg else [prompt]
-        # UNetMotionModel folds frames into the batch, so every frame gets its video's text embedding.
-        text_embeddings = self.encode_prompt(prompts).repeat_interleave(num_frames, dim=0)
+        prompt_embeds = self.encode_prompt([negative_prompt, prompt] if do_cfg else [prompt])
 
         # 3. Encode the motion condition once; later steps only roll or drop the features
-        features = self.encode_flow(flow, num_frames, height, width)
+        features = self.encode_flow(flow, num_frames, height, width, loop)
 
         # 4. Timesteps (a fresh scheduler per call: set_timesteps mutates it) and latents
         scheduler = self.scheduler.from_config(self.scheduler.config)
         scheduler.set_timesteps(num_inference_steps, device=self.device)
-        latents = self.prepare_latents(num_frames, height, width, seed)
+        latents = self.prepare_latents(num_frames, height, width, seed, loop)
         latent_width = latents.shape[-1]
         shift = rotation_shift(latent_width) if enhancements.latent_rotation else 0
         total_shift = 0
 
-        # 5. Denoising loop
+        # 5. Denoising loop, over context windows when the video is longer than the motion module's reach or loops
         total = len(scheduler.timesteps)
+        windows = self.context_windows
         try:
             for i, t in enumerate(scheduler.timesteps):
                 if should_cancel is not None and should_cancel():
                     raise GenerationCanceled(i, total)
+                step_features = None
                 if adapter_active(i, total):
-                    rolled = (
+                    step_features = (
                         roll_features(features, total_shift, latent_width) if enhancements.rotate_features else features
                     )
-                    self.injector.set(rolled, adapter_scale)
-                else:
-                    self.injector.clear()
                 set_width_circular_padding(
                     self.unet, enhancements.circular_padding and circular_padding_active(i, total)
                 )
 
-                model_input = torch.cat([latents] * 2) if do_cfg else latents
-                model_input = scheduler.scale_model_input(model_input, t)
-                noise_pred = self.unet(model_input, t, encoder_hidden_states=text_embeddings).sample
-                if do_cfg:
-                    uncond, cond = noise_pred.chunk(2)
-                    noise_pred = uncond + guidance_scale * (cond - uncond)
-                latents = scheduler.step(noise_pred, t, latents).prev_sample
+                predict = partial(
+                    self.predict_noise,
+                    latents=latents,
+                    t=t,
+                    scheduler=scheduler,
+                    prompt_embeds=prompt_embeds,
+                    features=step_features,
+                    adapter_scale=adapter_scale,
+                    guidance_scale=guidance_scale,
+                )
+                layout = windows.layout(num_frames, windows.offset(i, total, num_frames, loop), loop)
+                noise_pred = blend(layout, predict, latents, windows.weights)
+                out = scheduler.step(noise_pred, t, latents)
+                latents = out.prev_sample
+                if preview is not None and getattr(out, "pred_original_sample", None) is not None:
+                    preview(i + 1, total, roll_width(out.pred_original_sample, -(total_shift % latent_width)))
 
                 latents = roll_width(latents, shift)
                 total_shift += shift
@@ -254,9 +340,10 @@ class Panorama360Pipeline:
         if should_cancel is not None and should_cancel():
             raise GenerationCanceled(total, total)
 
-        # 6. Undo the net rotation so the panorama faces where the flow condition faces
-        latents = roll_width(latents, -(total_shift % latent_width))
+        # 6. Undo the net rotation so the panorama faces where the flow condition faces (the release does not)
+        if enhancements.undo_net_rotation:
+            latents = roll_width(latents, -(total_shift % latent_width))
 
-        # 7. Decode
-        frames = self.decode_latents(latents, circular=enhancements.circular_padding)
-        return PanoramaVideo(frames=frames, seed=seed)
+        # 7. Decode lazily: the caller streams chunks to the encoder (`PanoramaVideo.chunks`)
+        circular = enhancements.circular_padding
+        return PanoramaVideo(latents=latents, seed=seed, decode=lambda z: self.decode_chunks(z, circular))

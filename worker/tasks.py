@@ -1,4 +1,6 @@
-"""The generation task: one job from queued to succeeded, failed or canceled, reporting every step."""
+"""The generation task: one job from queued to succeeded, failed or canceled, reporting every step. Every way a
+job can end is a final state with an `error_type` (worker/failures.py); while it runs it holds a lease
+(worker/lease.py) the reaper watches."""
 
 from __future__ import annotations
 
@@ -11,16 +13,15 @@ from pathlib import Path
 import redis
 
 from worker.celery_app import app
-from worker.jobs import TERMINAL, JobStore
+from worker.failures import JobFailure, classify
+from worker.jobs import MAX_DELIVERIES, REPEATED_CRASH, TERMINAL, JobStore
+from worker.lease import JobLease, LeaseLost
 from worker.settings import get_settings
 from worker.storage import make_storage, output_key
+from worker.test_faults import raise_test_fault
 
 log = logging.getLogger(__name__)
-MAX_DELIVERIES = 3  # a job that kills its worker this often fails instead of looping forever
-
-
-class StorageUnavailable(Exception):
-    """Results could not be stored after every retry."""
+UPLOAD_GONE = "the motion upload is no longer stored (it expired or was deleted); upload it again"
 
 
 @lru_cache
@@ -45,7 +46,8 @@ def flow_backend():
 
 def warm_up(names: list[str]) -> None:
     """Load the named pipelines, and RAFT when it measures flow, before the first job (a bad file fails here)."""
-    _, cache, _, _ = _runtime()
+    _, cache, _, settings = _runtime()
+    time.sleep(settings.test_warmup_delay_s)  # TEST HOOK (0 unless set): a slow-loading model
     for name in names:
         cache.get(name)
     if flow_backend().name == "raft":
@@ -62,15 +64,29 @@ def _store_outputs(storage, job_id: str, files: dict[str, Path], retries: int) -
         except Exception as exc:  # boto3/botocore raise many unrelated types; every one means "not stored"
             log.warning("job %s: storing results failed (attempt %d): %s", job_id, attempt + 1, exc)
             if attempt == retries:
-                raise StorageUnavailable(f"the result could not be stored ({type(exc).__name__}); retry later") from exc
+                raise JobFailure(
+                    "storage", f"the result could not be stored ({type(exc).__name__}); retry later"
+                ) from exc
             time.sleep(2**attempt)
+
+
+def _fetch_upload(storage, key: str, target: Path) -> None:
+    """The job's motion upload from storage; gone (expired, deleted) is the user's to fix: error_type input."""
+    try:
+        storage.get(key, target)
+    except FileNotFoundError:
+        raise JobFailure("input", UPLOAD_GONE) from None
+    except Exception as exc:  # botocore: a 404 is a missing upload, anything else the storage failing
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code in ("404", "NoSuchKey"):
+            raise JobFailure("input", UPLOAD_GONE) from None
+        raise
 
 
 @app.task(name="dvd360.generate")
 def generate(job_id: str) -> None:
     from models.enhancements import Enhancements
-    from models.errors import CheckpointError, GenerationCanceled
-    from models.media.errors import FlowInputError
+    from models.errors import GenerationCanceled
     from models.media.flow_video import load_flow_condition
     from models.media.previews import write_poster, write_preview
     from models.media.video_writer import write_video
@@ -84,18 +100,22 @@ def generate(job_id: str) -> None:
         return
     deliveries = job["deliveries"] + 1
     if deliveries > MAX_DELIVERIES:
-        store.transition(app, job_id, "failed", error="the job stopped its worker repeatedly; it was not retried again")
+        store.transition(app, job_id, "failed", error_type="internal", error=REPEATED_CRASH)
         return
-    store.transition(app, job_id, "running", started_at=time.time(), deliveries=deliveries)
+    lease = JobLease(store.redis, job_id, settings.job_lease_s)
+    if not lease.acquire():  # taken before "running" is written: the reaper never sees running without a lease
+        log.info("job %s: another worker holds its lease; this delivery is dropped", job_id)
+        return
     r = job["request"]
     try:
+        store.transition(app, job_id, "running", started_at=time.time(), deliveries=deliveries)
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             pipe = cache.get(r["base_model"])
             flow = None
             if r.get("flow_key"):
                 local = Path(tmp) / Path(r["flow_key"]).name
-                storage.get(r["flow_key"], local)
+                _fetch_upload(storage, r["flow_key"], local)
                 flow = load_flow_condition(
                     local, r["flow_kind"], r["num_frames"], r["height"], r["width"], flow_backend()
                 )
@@ -103,6 +123,9 @@ def generate(job_id: str) -> None:
                     log.info("job %s: the clip's motion was measured with %s", job_id, flow_backend().name)
 
             def progress(step: int, total: int) -> None:
+                lease.refresh()
+                if settings.test_fault_hooks:
+                    raise_test_fault(r["prompt"])
                 store.update(job_id, progress={"step": step, "total": total, "percent": round(100 * step / total, 1)})
 
             video = pipe(
@@ -121,9 +144,10 @@ def generate(job_id: str) -> None:
                 should_cancel=lambda: store.cancel_requested(job_id),
             )
             files = {
-                "video.mp4": write_video(video.frames, Path(tmp) / "video.mp4", fps=r["fps"]),
-                "poster.jpg": write_poster(video.frames, Path(tmp) / "poster.jpg"),
-                "preview.jpg": write_preview(video.frames, Path(tmp) / "preview.jpg"),
+                # frames are decoded while encoding; the pictures reuse the middle frame kept on the way
+                "video.mp4": write_video(video.chunks(), Path(tmp) / "video.mp4", fps=r["fps"]),
+                "poster.jpg": write_poster(video.middle_frame(), Path(tmp) / "poster.jpg"),
+                "preview.jpg": write_preview(video.middle_frame(), Path(tmp) / "preview.jpg"),
             }
             pipeline_s = time.perf_counter() - started
             _store_outputs(storage, job_id, files, settings.storage_retries)
@@ -131,5 +155,12 @@ def generate(job_id: str) -> None:
         store.transition(app, job_id, "succeeded", seed=video.seed, outputs=outputs, pipeline_s=round(pipeline_s, 3))
     except GenerationCanceled:
         store.transition(app, job_id, "canceled")
-    except (CheckpointError, FlowInputError, StorageUnavailable, ValueError) as exc:
-        store.transition(app, job_id, "failed", error=str(exc))
+    except LeaseLost:
+        log.warning("job %s: its lease was taken by another delivery; this one stops without writing", job_id)
+    except Exception as exc:  # every other ending: a stable error_type and a safe message; the stack goes to the log
+        error_type, message = classify(exc, settings.task_soft_time_limit_s)
+        log.log(logging.ERROR if error_type == "internal" else logging.WARNING, "job %s failed (%s): %s",
+                job_id, error_type, message, exc_info=error_type == "internal")  # fmt: skip
+        store.transition(app, job_id, "failed", error_type=error_type, error=message)
+    finally:
+        lease.release()
