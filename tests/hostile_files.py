@@ -8,6 +8,7 @@ import io
 import struct
 import subprocess
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,115 @@ def _zip_with(name: str, data: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def _zip_of_zeros(name: str, head: bytes, zeros: int, declared: int | None = None) -> bytes:
+    """A valid zip whose one member is `head` then `zeros` zero bytes (multiple of 1 MiB), deflated by repeating
+    one flushed block, so a gigabyte bomb costs milliseconds to make; `declared` replaces the uncompressed size
+    written in the central directory (a directory that understates what the member inflates to)."""
+    chunk = bytes(1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)  # history reset: every block alike
+    data = first + block * (zeros >> 20) + b"\x03\x00"  # then an empty final block
+    crc = zlib.crc32(head)
+    for _ in range(zeros >> 20):
+        crc = zlib.crc32(chunk, crc)
+    size, encoded = len(head) + zeros, name.encode()
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 33, crc, len(data), size, len(encoded), 0)
+    entry = struct.pack(
+        "<4s6H3L5H2L",
+        b"PK\x01\x02",
+        20,
+        20,
+        0,
+        8,
+        0,
+        33,
+        crc,
+        len(data),
+        declared or size,
+        len(encoded),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    directory = entry + encoded
+    offset = len(local) + len(encoded) + len(data)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(directory), offset, 0)
+    return local + encoded + data + directory + end
+
+
+def _npy_head(shape: tuple[int, ...]) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def _many_members(count: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("flow.npy", _npy_bytes(np.zeros((2, 8, 16, 2), np.float32)))
+        for i in range(count):
+            archive.writestr(f"{i}", b"")
+    return buffer.getvalue()
+
+
+def _huge_npy_header() -> bytes:
+    """A version 2 .npy whose header length field claims 4 GB."""
+    return b"\x93NUMPY\x02\x00" + struct.pack("<I", 0xFFFFFFF0) + b"{'descr': '<f4'" + b" " * 64
+
+
+def _joined(out: Path, parts: list[tuple[str, int, tuple[str, ...]]]) -> None:
+    """Videos of different sizes (size, frames, encoder args) joined without re-encoding into `out`: the
+    container header states the first part's size, the stream changes size mid-way."""
+    listing = out.with_name("parts.txt")
+    names = []
+    for i, (size, frames, codec) in enumerate(parts):
+        part = out.with_name(f"part{i}{out.suffix}")
+        _ffmpeg(part, "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=8", "-frames:v", str(frames), *codec)
+        names.append(f"file '{part.name}'")
+    listing.write_text("\n".join(names) + "\n")
+    _ffmpeg(out, "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy")
+
+
+def _grown_h264(out: Path) -> None:
+    """128 x 64 H.264 whose third frame is 4096 x 3072 (above the policy's 8 MP): a new in-band SPS that the MP4
+    header does not mention."""
+    joined = out.with_name("joined.h264")
+    with joined.open("wb") as stream:
+        for i, source in enumerate(("testsrc2=size=128x64:rate=8", "color=black:size=4096x3072:rate=8")):
+            part = out.with_name(f"part{i}.h264")
+            _ffmpeg(part, "-f", "lavfi", "-i", source, "-frames:v", "2", "-c:v", "libx264", "-preset", "ultrafast")
+            stream.write(part.read_bytes())
+    _ffmpeg(out, "-f", "h264", "-i", str(joined), "-c", "copy")
+
+
+def _jpeg_size_lie(out: Path) -> None:
+    """A 128 x 64 MJPEG AVI whose every JPEG start-of-frame declares 16000 x 16000 (a decoder allocation bomb)."""
+    clean = out.with_name("clean.avi")
+    _ffmpeg(clean, "-f", "lavfi", "-i", "testsrc2=size=128x64:rate=8", "-frames:v", "8", "-c:v", "mjpeg")
+    data = clean.read_bytes().replace(b"\xff\xc0\x00\x11\x08\x00\x40\x00\x80", b"\xff\xc0\x00\x11\x08\x3e\x80\x3e\x80")
+    assert data != clean.read_bytes(), "no baseline JPEG header found"
+    out.write_bytes(data)
+
+
+def _vp9_size_lie(out: Path) -> None:
+    """A 128 x 64 WebM whose VP9 key frame declares 16384 x 16384 (the 16-bit sizes after the sync code)."""
+    clean = out.with_name("clean.webm")
+    _ffmpeg(clean, "-f", "lavfi", "-i", "testsrc2=size=128x64:rate=8", "-frames:v", "4", *VP9)
+    data = bytearray(clean.read_bytes())
+    at = data.index(b"\x49\x83\x42") + 3  # profile 0: 4 colour bits, then width - 1 and height - 1
+    bits = int.from_bytes(data[at : at + 5], "big") & ~(0xFFFFFFFF << 4) | (16383 << 20) | (16383 << 4)
+    data[at : at + 5] = bits.to_bytes(5, "big")
+    out.write_bytes(bytes(data))
+
+
 Maker = Callable[[Path], bytes]
+VP9 = ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8")
+AV1 = ("-c:v", "libsvtav1", "-preset", "12")
+MJPEG = ("-c:v", "mjpeg")
 
 
 def _makers() -> list[tuple[Hostile, Maker]]:
@@ -198,6 +307,56 @@ def _makers() -> list[tuple[Hostile, Maker]]:
         ),
         (Hostile("negative.flo", "raw_flow", ".flo header with negative size"), lambda tmp: _flo(-16, 8, b"\0" * 64)),
         (Hostile("video.npy", "raw_flow", "a video uploaded as raw flow"), lambda tmp: _valid_mp4(tmp)),
+        (
+            Hostile("bomb.npz", "raw_flow", "zip bomb: 1 MB inflating to a 1.2 GiB array"),
+            lambda tmp: _zip_of_zeros("flow.npy", _npy_head((300, 512, 1024, 2)), 300 << 22),
+        ),
+        (
+            Hostile("ratio.npz", "raw_flow", "a member compressed 1000:1 (240 MiB from 240 kB)"),
+            lambda tmp: _zip_of_zeros("flow.npy", _npy_head((60, 512, 1024, 2)), 60 << 22),
+        ),
+        (
+            Hostile("understated.npz", "raw_flow", "central directory says 4 kB, the member inflates to 64 MiB"),
+            lambda tmp: _zip_of_zeros("flow.npy", _npy_head((4, 8, 16, 2)), 64 << 20, declared=4096 + 128),
+        ),
+        (
+            Hostile("header-bomb.npz", "raw_flow", "member whose array header declares 6 TB over a few bytes"),
+            lambda tmp: _zip_with("flow.npy", _lying_npy_header((100000, 100000, 1000, 2))),
+        ),
+        (Hostile("members.npz", "raw_flow", "an archive of 5000 members"), lambda tmp: _many_members(5000)),
+        (Hostile("long-header.npy", "raw_flow", "a .npy header length of 4 GB"), lambda tmp: _huge_npy_header()),
+        (
+            Hostile("grow-h264.mp4", "flow_video", "128 x 64 in the header, 4096 x 3072 from frame 2"),
+            file_from(lambda out: _grown_h264(out.with_suffix(".mp4"))),
+        ),
+        (
+            Hostile("grow-mjpeg.avi", "flow_video", "MJPEG 128 x 64, then 2048 x 1024 frames"),
+            file_from(lambda out: _joined(out.with_suffix(".avi"), [("128x64", 2, MJPEG), ("2048x1024", 2, MJPEG)])),
+        ),
+        (
+            Hostile("grow-vp9.webm", "flow_video", "VP9 128 x 64, then 1024 x 512 frames"),
+            file_from(lambda out: _joined(out.with_suffix(".webm"), [("128x64", 3, VP9), ("1024x512", 2, VP9)])),
+        ),
+        (
+            Hostile("grow-av1.mkv", "panorama_clip", "AV1 128 x 64, then 1024 x 512 frames"),
+            file_from(lambda out: _joined(out.with_suffix(".mkv"), [("128x64", 3, AV1), ("1024x512", 2, AV1)])),
+        ),
+        (
+            Hostile("sof-lie.avi", "flow_video", "MJPEG frames declaring 16000 x 16000 in a 128 x 64 AVI"),
+            file_from(lambda out: _jpeg_size_lie(out.with_suffix(".avi"))),
+        ),
+        (
+            Hostile("huge-vp9.webm", "flow_video", "VP9 key frame declaring 16384 x 16384 in a 128 x 64 WebM"),
+            file_from(lambda out: _vp9_size_lie(out.with_suffix(".webm"))),
+        ),
+        (
+            Hostile("many-frames.mkv", "flow_video", "1500 tiny VP9 frames"),
+            file_from(lambda out: _joined(out.with_suffix(".mkv"), [("64x32", 1500, VP9)])),
+        ),
+        (
+            Hostile("long-1fps.mp4", "flow_video", "20 minutes at 1 frame per second"),
+            file_from(lambda out: _video(out.with_suffix(".mp4"), "64x32", 1200, 1, "-preset", "ultrafast")),
+        ),
     ]
 
 
@@ -212,6 +371,16 @@ def make_hostile_files(folder: Path) -> list[tuple[Hostile, Path]]:
     made = []
     for hostile, maker in _makers():
         path = folder / hostile.name
-        path.write_bytes(maker(scratch))
+        path.write_bytes(_made(hostile.name, maker, scratch))
         made.append((hostile, path))
     return made
+
+
+_cache: dict[str, bytes] = {}
+
+
+def _made(name: str, maker: Maker, scratch: Path) -> bytes:
+    """Each file is made once per process (several tests and the benchmark use the whole set)."""
+    if name not in _cache:
+        _cache[name] = maker(scratch)
+    return _cache[name]

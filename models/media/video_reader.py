@@ -3,19 +3,39 @@ training data), plus frame counts and video file discovery for datasets."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
-from models.media.errors import VideoFileError
+from models.media.errors import FlowInputError, VideoFileError
 from models.media.flow_kinds import VIDEO_SUFFIXES
 
 
 class CorruptVideo(VideoFileError):
     """A file that cannot be decoded into the frames asked for."""
+
+
+# No codec allocates a picture above this many pixels (an 8K panorama): FFmpeg's own `max_pixels` check runs
+# before each frame buffer is allocated, in every libavcodec decoder and while the container is probed.
+MAX_DECODE_PIXELS = 7680 * 3840
+DECODE_THREADS = 2  # frame threads each hold a picture: a fixed, small number bounds memory on any machine
+
+FrameCheck = Callable[[int, int, int], None]  # (index, width, height): raises to refuse a frame before conversion
+
+
+def open_video(path: str | Path, max_pixels: int = MAX_DECODE_PIXELS) -> av.container.InputContainer:
+    """The container with its first video stream's decoder limited to `max_pixels` per picture (probing too)."""
+    limit = {"max_pixels": str(max_pixels)}
+    container = av.open(str(path), options=limit)
+    if container.streams.video:
+        stream = container.streams.video[0]
+        stream.codec_context.options = limit
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = DECODE_THREADS
+    return container
 
 
 def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -27,24 +47,45 @@ def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 
 def read_frames(
-    path: str | Path, indices: Sequence[int] | None = None, size: tuple[int, int] | None = None
+    path: str | Path,
+    indices: Sequence[int] | None = None,
+    size: tuple[int, int] | None = None,
+    *,
+    max_pixels: int = MAX_DECODE_PIXELS,
+    max_decoded_pixels: int | None = None,
+    check: FrameCheck | None = None,
 ) -> np.ndarray:
-    """uint8 (N, H, W, 3) RGB frames at `indices` (all frames if None), resized to size=(H, W) if given.
+    """uint8 (N, H, W, 3) RGB frames at `indices` (all frames if None), resized to size=(H, W) if given (each
+    frame as it is decoded, so only the resized frames are held).
 
-    Raises CorruptVideo when the file cannot be opened or holds fewer frames than asked for.
+    Every decoded frame must have the first frame's size (a stream that changes size mid-way is refused) and
+    pass `check`; `max_decoded_pixels` bounds the decoding work (all frames decoded, kept or skipped).
+    Raises CorruptVideo when the file cannot be opened, breaks these bounds or holds fewer frames than asked for.
     """
     wanted = None if indices is None else sorted(set(int(i) for i in indices))
     last = None if wanted is None else wanted[-1]
     frames: dict[int, np.ndarray] = {}
+    first, decoded = None, 0
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for i, frame in enumerate(container.decode(stream)):
+        with open_video(path, max_pixels) as container:
+            for i, frame in enumerate(container.decode(container.streams.video[0])):
+                first = first or (frame.width, frame.height)
+                if (frame.width, frame.height) != first:
+                    raise CorruptVideo(
+                        f"{path}: frame {i} is {frame.width} x {frame.height} but the video starts at "
+                        f"{first[0]} x {first[1]}; every frame must have the same size"
+                    )
+                if check is not None:
+                    check(i, frame.width, frame.height)
+                decoded += frame.width * frame.height
+                if max_decoded_pixels is not None and decoded > max_decoded_pixels:
+                    raise CorruptVideo(f"{path}: decoding would exceed {max_decoded_pixels / 1e6:g} megapixels")
                 if wanted is None or i in wanted:
                     frames[i] = _resize(frame.to_ndarray(format="rgb24"), size)
                 if last is not None and i >= last:
                     break
+    except (VideoFileError, FlowInputError):
+        raise  # already says what is wrong
     except (av.FFmpegError, OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
         raise CorruptVideo(f"{path}: {exc}") from exc
     if wanted is None:
@@ -60,7 +101,7 @@ def read_frames(
 def video_info(path: str | Path) -> tuple[int, float]:
     """(frame count, frames per second); the count is decoded when the container does not store it."""
     try:
-        with av.open(str(path)) as container:
+        with open_video(path) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 8)
             count = stream.frames or sum(1 for _ in container.decode(stream))
