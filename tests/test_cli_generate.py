@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cli.main import app
+from tests.tools import EXAMPLE_FLOW as EXAMPLE
 from tests.tools import decoded_md5, plain
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "360dvd" / "example_flow_100541.mp4"
 ARGS = ["--model", "tiny", "--frames", "4", "--height", "64", "--width", "128", "--steps", "2", "--seed", "11"]
 
 

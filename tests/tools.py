@@ -7,6 +7,10 @@ import re
 import subprocess
 from pathlib import Path
 
+# The published 360DVD reference data the tests use, copied into the repository (origins in its README.md).
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "360dvd"
+EXAMPLE_FLOW = REFERENCE / "example_flow_100541.mp4"
+
 
 def plain(output: str) -> str:
     """Typer's error box without its frame and line wrapping."""

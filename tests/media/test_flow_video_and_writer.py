@@ -12,9 +12,8 @@ from models.media.errors import FlowInputError
 from models.media.flow_encoding import encode_flow
 from models.media.flow_video import load_flow_condition, read_flow_condition, sample_indices
 from models.media.video_writer import write_video
+from tests.tools import EXAMPLE_FLOW as EXAMPLE
 from tests.tools import video_stream
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "360dvd" / "example_flow_100541.mp4"
 
 
 def test_published_sampling_indices() -> None:

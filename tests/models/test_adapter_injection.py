@@ -1,15 +1,15 @@
 """The 360-Adapter's shapes and its injection into UNetMotionModel, against the authors' in-place semantics."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from models.adapter import Adapter360
 from models.injection import AdapterInjector
+from tests.tools import REFERENCE
 
-MANIFEST = Path(__file__).parents[3] / "shared/reference/360dvd/adapter360_keys.json"
+MANIFEST = REFERENCE / "adapter360_keys.json"
 
 
 def _unet_inputs(pipe, batch=1, frames=4, h=8, w=16, seed=0):

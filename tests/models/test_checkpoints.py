@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,8 @@ from models.pipeline import Panorama360Pipeline
 from models.registry import ModelSpec
 from models.tiny import build_tiny_components
 from tests.models.published_layouts import adapter_checkpoint, ldm_checkpoint, motion_checkpoint, sd15_folder
+from tests.tools import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "360dvd"
 CALL = dict(prompt="a volcano at sunset", num_frames=2, height=64, width=128, num_inference_steps=2, seed=3)
 
 
