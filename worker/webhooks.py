@@ -4,7 +4,6 @@ a restart loses nothing (late acks). Deliveries may arrive out of order: the pay
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from functools import lru_cache
@@ -15,7 +14,9 @@ import redis
 from worker.celery_app import app
 from worker.jobs import JobStore
 from worker.settings import get_settings
-from worker.webhook_targets import webhook_target_error
+from worker.signing_key import signing_key
+from worker.webhook_delivery import post_webhook, signature
+from worker.webhook_targets import WebhookTargetError
 
 MAX_ATTEMPTS = 6  # 1 + 5 retries over about a minute (2, 4, 8, 16, 32 s)
 
@@ -29,6 +30,12 @@ def _store() -> JobStore:
     """One Redis connection pool per worker process, not one per delivery."""
     settings = get_settings()
     return JobStore(redis.Redis.from_url(settings.redis_url), settings.job_ttl_s)
+
+
+@lru_cache
+def _signing_key() -> str:
+    """Webhooks are always signed: the configured key, else the deployment's generated one."""
+    return signing_key(_store().redis, get_settings().signing_key)
 
 
 def payload(job: dict, state: str) -> dict:
@@ -56,17 +63,21 @@ def deliver(self, job_id: str, state: str) -> None:
     if job is None:
         return
     url = job["request"]["webhook_url"]
-    if reason := webhook_target_error(url, settings.webhook_allow_private):
-        store.update(job_id, webhook={"event": state, "error": reason, "attempts": self.request.retries + 1})
-        return
     body = json.dumps(payload(job, state)).encode()
-    headers = {"Content-Type": "application/json", "X-Dvd360-Event": f"job.{state}"}
-    if settings.signing_key:  # lets receivers check the sender: HMAC-SHA256 of the body
-        headers["X-Dvd360-Signature"] = "sha256=" + hmac.new(settings.signing_key.encode(), body, "sha256").hexdigest()
-    status = None
+    headers = {
+        "Content-Type": "application/json",
+        "X-Dvd360-Event": f"job.{state}",
+        "X-Dvd360-Signature": signature(_signing_key(), body),  # lets receivers check the sender
+    }
+    attempt = {"event": state, "attempts": self.request.retries + 1}
     try:
-        status = httpx.post(url, content=body, headers=headers, timeout=10, follow_redirects=False).status_code
-    finally:
-        store.update(job_id, webhook={"event": state, "status_code": status, "attempts": self.request.retries + 1})
+        status = post_webhook(url, body, headers, settings.webhook_allow_private)
+    except WebhookTargetError as exc:  # judged again now (DNS answers change); the address judged is the one used
+        store.update(job_id, webhook=attempt | {"error": str(exc)})
+        return
+    except httpx.TransportError:
+        store.update(job_id, webhook=attempt | {"status_code": None})
+        raise
+    store.update(job_id, webhook=attempt | {"status_code": status})
     if not 200 <= status < 300:
         raise WebhookFailed(f"{url} answered {status}")
