@@ -129,6 +129,10 @@ def worker(
 ) -> None:
     """Run a Celery worker for the queues of these base models (or the webhook deliverer)."""
     names = base_models.split(",") if base_models else None
+    if not webhooks:
+        from cli.models import pull_configured_models
+
+        pull_configured_models()  # DVD360_PULL_MODELS: before the queues are read from the registry
     command = _webhook_worker_command() if webhooks else worker_command(_generation_queues(names), concurrency)
     os.execv(sys.executable, command)
 
