@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
     app.command()(api)
     app.command()(worker)
     app.command("worker-alive")(worker_alive)
+    app.command()(reaper)
     app.add_typer(keys_app, name="keys")
 
 
@@ -66,16 +67,30 @@ def _webhook_worker_command() -> list[str]:
     return worker_command([WEBHOOK_QUEUE], 8, "threads")
 
 
+def reaper_command() -> list[str]:
+    return [sys.executable, "-m", "worker.reaper"]
+
+
+def _exit_on_sigterm(signum: int, _frame) -> None:
+    # uvicorn re-raises the signal it stopped for once it has shut down; without a handler SIGTERM would end this
+    # process right there, before the `finally` that stops the children
+    raise SystemExit(128 + signum)
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     models: Annotated[Path | None, typer.Option(help="Model registry YAML (default: the tiny model).")] = None,
     data_dir: Annotated[Path, typer.Option(help="Jobs' files and the Redis data.")] = Path("dvd360-data"),
 ) -> None:
-    """Run everything on this machine: a Redis server, one worker and the API. Auth is off. Ctrl-C stops all."""
+    """Run everything on this machine: a Redis server, one worker, the reaper and the API. Auth is off. Ctrl-C or
+    SIGTERM stops all of them."""
     import uvicorn
 
+    from cli.process_group import ProcessGroup
     from worker.redis_server import RedisServerError, start_redis_server
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     data_dir = data_dir.resolve()
     (data_dir / "redis").mkdir(parents=True, exist_ok=True)
@@ -91,25 +106,36 @@ def serve(
         os.environ["DVD360_MODEL_REGISTRY"] = str(models.resolve())
     else:  # load the tiny model while the worker starts, not on the first job
         os.environ.setdefault("DVD360_WARM_MODELS", "tiny")
+    children = ProcessGroup()
     try:
-        children = [start_redis_server(redis_port, data_dir / "redis")]
+        children.add(start_redis_server(redis_port, data_dir / "redis", **children.popen_args()))
     except RedisServerError as exc:
+        children.stop()
         raise typer.BadParameter(str(exc)) from exc
     try:
-        children.append(subprocess.Popen(worker_command(_generation_queues(), 1)))
-        children.append(subprocess.Popen(_webhook_worker_command()))
+        children.start(worker_command(_generation_queues(), 1))
+        children.start(_webhook_worker_command())
+        children.start(reaper_command())
         from api.app import create_app
 
-        typer.echo(f"dvd360: http://{host}:{port}  (auth off, data in {data_dir})")
-        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+        config = uvicorn.Config(create_app(), host=host, port=port, log_level="info")
+        redis_url = os.environ["DVD360_REDIS_URL"]  # for `dvd360 keys create` or a second `dvd360 api` beside it
+        _run_announcing(config, f"dvd360: http://{host}:{port}  (auth off, data in {data_dir}, redis {redis_url})")
     finally:
-        for child in reversed(children):
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        children.stop()
+
+
+def _run_announcing(config, message: str) -> None:
+    """Run uvicorn, printing `message` (the URL) only once the socket listens: a script may connect on reading it."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                typer.echo(message)
+
+    Server(config).run()
 
 
 def api(
@@ -138,15 +164,24 @@ def worker(
 
 
 def worker_alive(max_age: Annotated[float, typer.Option(help="Seconds since the last heartbeat.")] = 90) -> None:
-    """Exit 0 when the worker's heartbeat file is fresh (the liveness probe), 1 otherwise."""
-    from worker.heartbeat import heartbeat_age
+    """Exit 0 when the process that runs jobs beats (the liveness probe): fresh, and ready or still within its
+    warm-up budget (DVD360_WORKER_WARMUP_BUDGET_S); 1 otherwise, saying why."""
+    from worker.heartbeat import heartbeat_problem
     from worker.settings import get_settings
 
-    path = get_settings().heartbeat_file
-    age = heartbeat_age(path) if path is not None else None
-    if age is None or age > max_age:
-        typer.echo(f"worker heartbeat {path} is {'missing' if age is None else f'{age:.0f} s old'}", err=True)
+    settings = get_settings()
+    if settings.heartbeat_file is None:
+        typer.echo("DVD360_HEARTBEAT_FILE is not set", err=True)
         raise typer.Exit(1)
+    if problem := heartbeat_problem(settings.heartbeat_file, max_age, settings.worker_warmup_budget_s):
+        typer.echo(problem, err=True)
+        raise typer.Exit(1)
+
+
+def reaper() -> None:
+    """Run the reaper: requeue or fail abandoned jobs, fail jobs whose queue message was lost, delete expired
+    outputs and uploads (settings from DVD360_* variables; one per deployment is enough, more are harmless)."""
+    os.execv(sys.executable, reaper_command())
 
 
 @keys_app.command("create")

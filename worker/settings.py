@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     max_active_jobs: int = Field(8, ge=1, description="Queued plus running jobs one API key may have.")
     idempotency_ttl_s: int = Field(24 * 3600, description="How long an Idempotency-Key keeps answering its job.")
     webhook_allow_private: bool = Field(False, description="Allow webhooks to loopback/private addresses.")
+    preview_every: int = Field(
+        2, ge=0, description="A live preview frame (job events) every N denoising steps; 0: no previews."
+    )
     pipeline_cache_gb: float = Field(0, ge=0, description="Weights kept loaded per worker (0: one model at a time).")
     visibility_timeout_s: int = Field(
         2400, ge=1, description="Redelivery delay of a dead worker's job; must exceed the longest job."

@@ -47,6 +47,10 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def delete_prefix(self, prefix: str) -> None:
+        """Every file under a folder-like prefix (an expired job's outputs)."""
+        shutil.rmtree(self.path(prefix), ignore_errors=True)
+
     def ping(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -96,6 +100,12 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Every object under a prefix (an expired job's outputs), a page of up to 1000 at a time."""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            if objects := [{"Key": o["Key"]} for o in page.get("Contents", [])]:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
 
     def ping(self) -> None:
         self.client.head_bucket(Bucket=self.bucket)

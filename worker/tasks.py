@@ -13,9 +13,12 @@ from pathlib import Path
 import redis
 
 from worker.celery_app import app
+from worker.deadlines import cancel_fields, deadline_passed
+from worker.events import eta_s
 from worker.failures import JobFailure, classify
 from worker.jobs import MAX_DELIVERIES, REPEATED_CRASH, TERMINAL, JobStore
 from worker.lease import JobLease, LeaseLost
+from worker.live_preview import preview_publisher
 from worker.settings import get_settings
 from worker.storage import make_storage, output_key
 from worker.test_faults import raise_test_fault
@@ -95,8 +98,8 @@ def generate(job_id: str) -> None:
     job = store.get(job_id)
     if job is None or job["state"] in TERMINAL:
         return  # expired, or finished before a redelivery
-    if store.cancel_requested(job_id):
-        store.transition(app, job_id, "canceled")
+    if store.cancel_requested(job_id) or deadline_passed(job):
+        store.transition(app, job_id, "canceled", **cancel_fields(job))
         return
     deliveries = job["deliveries"] + 1
     if deliveries > MAX_DELIVERIES:
@@ -126,7 +129,9 @@ def generate(job_id: str) -> None:
                 lease.refresh()
                 if settings.test_fault_hooks:
                     raise_test_fault(r["prompt"])
-                store.update(job_id, progress={"step": step, "total": total, "percent": round(100 * step / total, 1)})
+                store.report_progress(app, job_id, step, total, eta_s(time.perf_counter() - denoising, step, total))
+
+            denoising = time.perf_counter()
 
             video = pipe(
                 r["prompt"],
@@ -141,7 +146,8 @@ def generate(job_id: str) -> None:
                 adapter_scale=r["adapter_scale"],
                 enhancements=Enhancements(r["latent_rotation"], r["rotate_features"], r["circular_padding"]),
                 progress=progress,
-                should_cancel=lambda: store.cancel_requested(job_id),
+                should_cancel=lambda: store.cancel_requested(job_id) or deadline_passed(job),
+                preview=preview_publisher(store, job_id, settings.preview_every),
             )
             files = {
                 # frames are decoded while encoding; the pictures reuse the middle frame kept on the way
@@ -154,7 +160,7 @@ def generate(job_id: str) -> None:
         outputs = {name.split(".")[0]: output_key(job_id, name) for name in files}
         store.transition(app, job_id, "succeeded", seed=video.seed, outputs=outputs, pipeline_s=round(pipeline_s, 3))
     except GenerationCanceled:
-        store.transition(app, job_id, "canceled")
+        store.transition(app, job_id, "canceled", **cancel_fields(job))
     except LeaseLost:
         log.warning("job %s: its lease was taken by another delivery; this one stops without writing", job_id)
     except Exception as exc:  # every other ending: a stable error_type and a safe message; the stack goes to the log

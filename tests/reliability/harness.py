@@ -1,5 +1,5 @@
 """A small production-like stack for fault tests: Redis with append-only persistence on a fixed port (so it can
-be restarted), the API in process, and Celery worker processes that the tests kill with SIGKILL."""
+be restarted), the API in process, the reaper, and Celery worker processes that the tests kill with SIGKILL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from tests.conftest import ROOT, free_port
-from tests.processes import start_worker
+from tests.processes import start_reaper, start_worker, track
 from worker.redis_server import start_redis_server
 from worker.settings import Settings
 
@@ -35,11 +35,15 @@ class Stack:
             # a dead worker's job comes back ~6 s after it was taken (production: 40 min, above the longest job)
             "DVD360_VISIBILITY_TIMEOUT_S": "5",
             "DVD360_RESTORE_INTERVAL_S": "1",
+            # a dead worker's lease lapses in 5 s and the reaper looks twice a second (production: 60 s, 15 s)
+            "DVD360_JOB_LEASE_S": "5",
+            "DVD360_REAPER_INTERVAL_S": "0.5",
             **env,
         }
         self.redis: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.start_redis()
+        self.reaper = start_reaper(self.env, folder / "reaper.log")
         settings = Settings(
             **{k[7:].lower(): v for k, v in self.env.items()}, auth=False, rate_limit="100/second", max_active_jobs=1000
         )
@@ -48,7 +52,7 @@ class Stack:
 
     def start_redis(self) -> None:
         (self.folder / "redis").mkdir(parents=True, exist_ok=True)
-        self.redis = start_redis_server(self.redis_port, self.folder / "redis")
+        self.redis = track(start_redis_server(self.redis_port, self.folder / "redis", start_new_session=True))
 
     def stop_redis(self) -> None:
         self.redis.terminate()  # SIGTERM: Redis flushes its append-only file before exiting
@@ -88,6 +92,8 @@ class Stack:
     def close(self) -> None:
         if self.worker is not None and self.worker.poll() is None:
             self.kill_worker()
+        self.reaper.terminate()
+        self.reaper.wait(timeout=10)
         if self.redis.poll() is None:
             self.stop_redis()
 

@@ -1,0 +1,155 @@
+"""The reaper: one always-running process (`dvd360 reaper`; started by `dvd360 serve`, its own service in compose
+and k8s) that makes sure every job ends and nothing is kept past its time. Every DVD360_REAPER_INTERVAL_S it
+
+- requeues a `running` job whose lease lapsed (its worker died or hung), or fails it once it has been delivered
+  MAX_DELIVERIES times;
+- fails a `queued` job that has no broker message (the record was written, then sending the message failed):
+  older than DVD360_QUEUED_GRACE_S, in neither its queue list nor kombu's `unacked` hash, on two passes running;
+- forgets finished or expired jobs in the unfinished index and the per-key active sets (self-healing accounting);
+- deletes expired outputs and uploads (worker/retention.py).
+
+Several replicas may run: a Redis lock lets one work at a time. Torch-free (it runs on the API image)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+import redis
+
+from worker.job_metrics import record_reaped
+from worker.jobs import (
+    MAX_DELIVERIES,
+    REPEATED_CRASH,
+    TERMINAL,
+    UNFINISHED_KEY,
+    JobStore,
+    active_key,
+    queue_name,
+)
+from worker.lease import lease_key
+from worker.retention import sweep
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+LOCK_KEY = "dvd360:reaper:lock"
+UNACKED_KEY = "unacked"  # kombu's Redis transport: delivered, not yet acknowledged messages
+PRIORITY_SEPARATOR, PRIORITY_STEPS = "\x06\x16", (3, 6, 9)  # kombu's queue names for prioritised messages
+LOST_MESSAGE = "the job was accepted but its queue message was lost; submit it again"
+
+
+class Reaper:
+    def __init__(self, client: redis.Redis, celery, storage, settings: Settings) -> None:
+        self.client, self.celery, self.storage, self.settings = client, celery, storage, settings
+        self.store = JobStore(client, settings.job_ttl_s)
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
+        self.suspects: set[str] = set()  # queued jobs missing from the broker on the last pass
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self._hold_lock():
+                    counts = self.pass_once()
+                    if any(counts.values()):
+                        log.info("reaper: %s", counts)
+            except redis.RedisError as exc:
+                log.warning("reaper: Redis unavailable (%s); next pass in %s s", exc, self.settings.reaper_interval_s)
+            stop.wait(self.settings.reaper_interval_s)
+
+    def _hold_lock(self) -> bool:
+        ttl_ms = int(self.settings.reaper_interval_s * 3000)
+        if self.client.set(LOCK_KEY, self.me, nx=True, px=ttl_ms):
+            return True
+        if (self.client.get(LOCK_KEY) or b"").decode() == self.me:
+            self.client.pexpire(LOCK_KEY, ttl_ms)
+            return True
+        return False
+
+    def pass_once(self, now: float | None = None) -> dict[str, int]:
+        now = time.time() if now is None else now
+        counts = {"requeued": 0, "failed": 0, "canceled": 0, "forgotten": 0}
+        messages = _BrokerMessages(self.client)
+        suspects = set()
+        for raw_id, raw_owner in self.client.hgetall(UNFINISHED_KEY).items():
+            job_id, owner = raw_id.decode(), raw_owner.decode()
+            job = self.store.get(job_id)
+            if job is None or job["state"] in TERMINAL:  # expired record, or a finish that left the index behind
+                self.client.hdel(UNFINISHED_KEY, job_id)
+                self.client.srem(active_key(owner), job_id)
+                counts["forgotten"] += 1
+            elif job["state"] == "running" and not self.client.exists(lease_key(job_id)):
+                counts[self._abandoned(job)] += 1
+            elif job["state"] == "queued" and now - job["created_at"] > self.settings.queued_grace_s:
+                if messages.has(queue_name(job["request"]["base_model"]), job_id):
+                    continue
+                if job_id in self.suspects:  # missing twice: not a message between BRPOP and `unacked`
+                    self.store.transition(self.celery, job_id, "failed", error_type="internal", error=LOST_MESSAGE)
+                    record_reaped(self.client, "lost_message", "failed")
+                    counts["failed"] += 1
+                else:
+                    suspects.add(job_id)
+        self.suspects = suspects
+        counts.update(sweep(self.client, self.storage, self.settings.result_ttl_s, self.settings.upload_ttl_s, now))
+        return counts
+
+    def _abandoned(self, job: dict) -> str:
+        """A running job nobody holds the lease of: cancel, fail at the delivery cap, or queue it again."""
+        job_id = job["id"]
+        if self.store.cancel_requested(job_id):
+            action = "canceled" if self.store.transition(self.celery, job_id, "canceled")["state"] == "canceled" else ""
+        elif job["deliveries"] >= MAX_DELIVERIES:
+            done = self.store.transition(self.celery, job_id, "failed", error_type="internal", error=REPEATED_CRASH)
+            action = "failed" if done["state"] == "failed" else ""
+        else:
+            action = "requeued" if self.store.transition(self.celery, job_id, "queued")["state"] == "queued" else ""
+            if action:
+                self.celery.send_task("dvd360.generate", args=[job_id], queue=queue_name(job["request"]["base_model"]))
+        if not action:  # it finished between our two reads
+            return "forgotten"
+        record_reaped(self.client, "lease_expired", action)
+        log.warning("reaper: job %s had no live lease: %s", job_id, action)
+        return action
+
+
+class _BrokerMessages:
+    """The raw messages of the queues asked about and of `unacked`, read once per pass."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.unacked: bytes | None = None
+        self.queues: dict[str, bytes] = {}
+
+    def has(self, queue: str, job_id: str) -> bool:
+        if queue not in self.queues:
+            names = [queue, *(f"{queue}{PRIORITY_SEPARATOR}{p}" for p in PRIORITY_STEPS)]
+            self.queues[queue] = b"\n".join(m for name in names for m in self.client.lrange(name, 0, -1))
+        if self.unacked is None:
+            self.unacked = b"\n".join(self.client.hvals(UNACKED_KEY))
+        needle = job_id.encode()  # the task's argument, plain in the message's argsrepr header
+        return needle in self.queues[queue] or needle in self.unacked
+
+
+def main(settings: Settings) -> None:
+    """`dvd360 reaper`: run until SIGTERM/SIGINT."""
+    import signal
+
+    from worker.celery_app import app
+    from worker.storage import make_storage
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    reaper = Reaper(redis.Redis.from_url(settings.redis_url, socket_timeout=10), app, make_storage(settings), settings)
+    log.info("reaper: every %s s (lease %s s, results kept %s s, uploads %s s)", settings.reaper_interval_s,
+             settings.job_lease_s, settings.result_ttl_s, settings.upload_ttl_s)  # fmt: skip
+    reaper.run(stop)
+
+
+if __name__ == "__main__":
+    from worker.settings import get_settings
+
+    main(get_settings())
