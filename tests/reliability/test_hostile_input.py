@@ -1,5 +1,6 @@
 """Hostile input through the API (in process, real Redis): every bad media file of tests/hostile_files.py is
-refused with a 4xx and a reason, by POST /flows and inline in POST /generate, and nothing is enqueued; path
+refused with a 4xx and a reason, by POST /flows and inline in POST /generate, and nothing is enqueued; the same
+files keep a real API process and a process decoding them as a worker does under a fixed memory budget; path
 traversal and control characters in names, ids and keys; oversized headers and bodies against real uvicorn."""
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from tests.hostile_files import make_hostile_files
+from cli.serve import free_port
+from tests.hostile_files import HOSTILE, make_hostile_files
+from tests.hostile_memory import api_peak_growth, worker_peak_growth
 from tests.reliability.harness import write_figures
 from worker.settings import Settings
 from worker.storage import LocalStorage
 
 pytestmark = pytest.mark.integration
 FORM = {"prompt": "x", "num_frames": "8", "height": "64", "width": "128", "steps": "1"}
+PEAK_GROWTH_BUDGET_MB = 300
 
 
 @pytest.fixture
@@ -47,6 +51,23 @@ def test_hostile_files_are_refused_and_nothing_is_enqueued(api, redis_url, tmp_p
     assert db.llen("gen.tiny") == 0 and not list(db.scan_iter("dvd360:job:*"))  # nothing enqueued, no record
     assert not list(db.scan_iter("dvd360:flow:*")) and not (tmp_path / "storage" / "uploads").exists()
     write_figures("hostile_files", {"hostile_files": rejected, "hostile_files_rejected": rejected, "enqueued": 0})
+
+
+def test_hostile_files_stay_within_a_memory_budget(redis_url, tmp_path) -> None:
+    """Peak RSS growth (VmHWM) of a real API process receiving every hostile file (uploads capped at 8 MB, so
+    each reaches the decoders), and of a process decoding them as a worker does at 16 x 512 x 1024."""
+    redis.Redis.from_url(redis_url).flushdb()
+    api = api_peak_growth(redis_url, tmp_path / "api", free_port())
+    assert {name for name, codes in api["answers"].items() if set(codes) <= {422}} == {h.name for h in HOSTILE}
+    worker = worker_peak_growth(tmp_path / "worker")
+    assert [name for name, reason in worker["refused"].items() if reason is None] == []
+    assert api["growth_mb"] < PEAK_GROWTH_BUDGET_MB, api
+    assert worker["growth_mb"] < PEAK_GROWTH_BUDGET_MB, worker
+    write_figures(
+        "hostile_memory",
+        {f"{who}_{k}": round(figures[k], 1) for who, figures in (("api", api), ("worker", worker)) for k in figures
+         if k.endswith("_mb")},
+    )  # fmt: skip
 
 
 def test_traversal_and_control_characters(api, tmp_path) -> None:
