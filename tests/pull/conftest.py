@@ -30,11 +30,17 @@ def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
 
 
 @pytest.fixture
-def hub(tiny_files):
-    """The local hub: repos `tiny/sd15` and `tiny/animatediff`, plain files for the adapter and base model."""
-    with HubServer() as server:
-        server.repos["tiny/sd15"] = dict(tiny_files["sd15"])
-        server.repos["tiny/animatediff"] = dict(tiny_files["mm"])
-        server.files["360Adapter_flow_v1.ckpt"] = tiny_files["adapter"]["360Adapter_flow_v1.ckpt"]
-        server.files["personal.safetensors"] = tiny_files["base"]["personal.safetensors"]
-        yield server
+def server():
+    """A local hub serving nothing yet (tests put repos, files and faults in)."""
+    with HubServer() as running:
+        yield running
+
+
+@pytest.fixture
+def hub(server, tiny_files):
+    """The local hub with repos `tiny/sd15` and `tiny/animatediff`, plain files for the adapter and base model."""
+    server.repos["tiny/sd15"] = dict(tiny_files["sd15"])
+    server.repos["tiny/animatediff"] = dict(tiny_files["mm"])
+    server.files["360Adapter_flow_v1.ckpt"] = tiny_files["adapter"]["360Adapter_flow_v1.ckpt"]
+    server.files["personal.safetensors"] = tiny_files["base"]["personal.safetensors"]
+    return server

@@ -34,6 +34,13 @@ class Faults:
         self.released.set()
 
 
+class _Quiet(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:  # clients killed or cut off on purpose
+        pass
+
+
 class HubServer:
     def __init__(self) -> None:
         self.repos: dict[str, dict[str, bytes]] = {}
@@ -41,8 +48,7 @@ class HubServer:
         self.faults = Faults()
         self.log: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = _Quiet(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
