@@ -92,6 +92,9 @@ def pull(
     folder: Dir = None,
     catalogue: CatalogueOption = None,
     jobs: Annotated[int, typer.Option(min=1, max=16, help="Components downloaded at once.")] = 3,
+    configured: Annotated[
+        bool, typer.Option("--configured", help="Pull DVD360_PULL_MODELS; nothing when it is empty (deployments).")
+    ] = False,
 ) -> None:
     """Download, check (sha256) and install models, then write their registry entries. Resumable."""
     from models.weights_pull.errors import PullError
@@ -99,6 +102,9 @@ def pull(
 
     names = names or [n.strip() for n in get_settings().pull_models.split(",") if n.strip()]
     if not names:
+        if configured:
+            typer.echo("DVD360_PULL_MODELS is empty: nothing to pull")
+            return
         raise typer.BadParameter("name at least one model (see `dvd360 models list`) or set DVD360_PULL_MODELS")
     try:
         p = puller(folder, catalogue, progress=True)
@@ -152,5 +158,5 @@ def pull_configured_models() -> None:
     from worker.settings import get_settings
 
     if get_settings().pull_models.strip():
-        pull(names=None, folder=None, catalogue=None, jobs=3)
+        pull(names=None, folder=None, catalogue=None, jobs=3, configured=True)
         get_settings.cache_clear()  # the pulled registry now exists: the default registry changes

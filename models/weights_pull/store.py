@@ -146,6 +146,8 @@ class ModelsDir:
         _write_atomically(self.registry_path, header + yaml.safe_dump({"models": entries}, sort_keys=True))
 
     def set_registry_entry(self, name: str, entry: dict) -> None:
+        if self.registry_entries().get(name) == entry:
+            return  # nothing to write: a pull at start on a read-only mount of an installed folder stays read-only
         with self._shared_files():
             entries = self.registry_entries()
             entries[name] = entry
