@@ -42,8 +42,8 @@ def valid_files(folder: Path) -> list[tuple[str, Path]]:
     from models.media.video_writer import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "valid.npy", np.zeros((4, 32, 64, 2), np.float32))
-    frames = np.random.default_rng(0).random((10, 32, 64, 3), dtype=np.float32)
+    np.save(folder / "valid.npy", np.zeros((20, 32, 64, 2), np.float32))
+    frames = np.random.default_rng(0).random((20, 32, 64, 3), dtype=np.float32)
     video = write_video(frames, folder / "valid.mp4", fps=8)
     return [("raw_flow", folder / "valid.npy"), ("flow_video", video), ("panorama_clip", video)]
 
