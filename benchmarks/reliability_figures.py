@@ -16,6 +16,35 @@ ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "test-artifacts" / "reliability"
 
 
+def hostile_upload_memory() -> dict:
+    """Peak RSS growth (VmHWM) of a real API process receiving every file of tests/hostile_files.py, and of a
+    process decoding them as a worker does (16 x 512 x 1024): see tests/hostile_memory.py."""
+    import tempfile
+
+    from cli.serve import free_port
+    from tests.hostile_memory import api_peak_growth, worker_peak_growth
+    from worker.redis_server import start_redis_server
+
+    port = free_port()
+    server = start_redis_server(port)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            api = api_peak_growth(f"redis://127.0.0.1:{port}/0", Path(tmp) / "api", free_port())
+            worker = worker_peak_growth(Path(tmp) / "worker")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    figures = {
+        "hostile_files": len(api["answers"]),
+        "api_answers_4xx": sum(all(400 <= c < 500 for c in codes) for codes in api["answers"].values()),
+        "worker_refused": sum(reason is not None for reason in worker["refused"].values()),
+        **{f"api_{k}": round(v, 1) for k, v in api.items() if k.endswith("_mb")},
+        **{f"worker_{k}": round(v, 1) for k, v in worker.items() if k.endswith("_mb")},
+    }
+    print(json.dumps({"hostile_upload_memory": figures}, indent=1))
+    return figures
+
+
 def main() -> int:
     shutil.rmtree(FIGURES, ignore_errors=True)
     run = subprocess.run(
@@ -41,6 +70,7 @@ def main() -> int:
         "details": parts,
     }
     print(json.dumps(figures, indent=1))
+    hostile_upload_memory()
     return run.returncode
 
 
