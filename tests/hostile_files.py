@@ -134,7 +134,7 @@ def _huge_npy_header() -> bytes:
     return b"\x93NUMPY\x02\x00" + struct.pack("<I", 0xFFFFFFF0) + b"{'descr': '<f4'" + b" " * 64
 
 
-def _joined(out: Path, parts: list[tuple[str, int, tuple[str, ...]]]) -> None:
+def join_videos(out: Path, parts: list[tuple[str, int, tuple[str, ...]]]) -> None:
     """Videos of different sizes (size, frames, encoder args) joined without re-encoding into `out`: the
     container header states the first part's size, the stream changes size mid-way."""
     listing = out.with_name("parts.txt")
@@ -331,15 +331,17 @@ def _makers() -> list[tuple[Hostile, Maker]]:
         ),
         (
             Hostile("grow-mjpeg.avi", "flow_video", "MJPEG 128 x 64, then 2048 x 1024 frames"),
-            file_from(lambda out: _joined(out.with_suffix(".avi"), [("128x64", 2, MJPEG), ("2048x1024", 2, MJPEG)])),
+            file_from(
+                lambda out: join_videos(out.with_suffix(".avi"), [("128x64", 2, MJPEG), ("2048x1024", 2, MJPEG)])
+            ),
         ),
         (
             Hostile("grow-vp9.webm", "flow_video", "VP9 128 x 64, then 1024 x 512 frames"),
-            file_from(lambda out: _joined(out.with_suffix(".webm"), [("128x64", 3, VP9), ("1024x512", 2, VP9)])),
+            file_from(lambda out: join_videos(out.with_suffix(".webm"), [("128x64", 3, VP9), ("1024x512", 2, VP9)])),
         ),
         (
             Hostile("grow-av1.mkv", "panorama_clip", "AV1 128 x 64, then 1024 x 512 frames"),
-            file_from(lambda out: _joined(out.with_suffix(".mkv"), [("128x64", 3, AV1), ("1024x512", 2, AV1)])),
+            file_from(lambda out: join_videos(out.with_suffix(".mkv"), [("128x64", 3, AV1), ("1024x512", 2, AV1)])),
         ),
         (
             Hostile("sof-lie.avi", "flow_video", "MJPEG frames declaring 16000 x 16000 in a 128 x 64 AVI"),
@@ -351,7 +353,7 @@ def _makers() -> list[tuple[Hostile, Maker]]:
         ),
         (
             Hostile("many-frames.mkv", "flow_video", "1500 tiny VP9 frames"),
-            file_from(lambda out: _joined(out.with_suffix(".mkv"), [("64x32", 1500, VP9)])),
+            file_from(lambda out: join_videos(out.with_suffix(".mkv"), [("64x32", 1500, VP9)])),
         ),
         (
             Hostile("long-1fps.mp4", "flow_video", "20 minutes at 1 frame per second"),
