@@ -10,7 +10,19 @@ from typing import Annotated
 import typer
 
 from cli.flow_options import BACKEND_HELP, RaftWeights, flow_backend
+from models.generation_params import (
+    FPS_MAX,
+    GUIDANCE_MAX,
+    GenerationDefaults,
+    GenerationLimits,
+    limit_errors,
+    panorama_size_error,
+    request_params,
+)
 from models.media.flow_kinds import FLOW_KINDS, RAW_FLOW_SUFFIXES
+
+DEFAULT_HELP = "Default: the model's (`dvd360 models list`; tiny: small and fast)."
+CLI_OPTION = {"num_frames": "--frames", "height": "--height", "steps": "--steps"}
 
 
 def register(app: typer.Typer) -> None:
@@ -33,17 +45,17 @@ def generate(
     model: Annotated[str, typer.Option(help="Base model name from the registry ('tiny' is built in).")] = "tiny",
     models: Annotated[Path | None, typer.Option(help="Model registry YAML.", envvar="DVD360_MODEL_REGISTRY")] = None,
     weights: Annotated[Path | None, typer.Option(help="A saved model folder (overrides --model).")] = None,
-    frames: Annotated[int, typer.Option(min=1, max=24)] = 16,
-    height: Annotated[int, typer.Option(min=64)] = 512,
-    width: Annotated[int, typer.Option(min=128)] = 1024,
-    steps: Annotated[int, typer.Option(min=1, max=200)] = 25,
-    guidance: Annotated[float, typer.Option(min=0.0, max=30.0)] = 7.5,
+    frames: Annotated[int | None, typer.Option(min=1, help=DEFAULT_HELP)] = None,
+    height: Annotated[int | None, typer.Option(min=64, help=DEFAULT_HELP)] = None,
+    width: Annotated[int | None, typer.Option(min=128, help="Default: 2 x height.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help=DEFAULT_HELP)] = None,
+    guidance: Annotated[float | None, typer.Option(min=0.0, max=GUIDANCE_MAX, help=DEFAULT_HELP)] = None,
     seed: Annotated[int | None, typer.Option(help="Random if omitted; the one used is printed.")] = None,
     adapter_scale: Annotated[float, typer.Option(help="Strength of the motion condition.")] = 1.0,
     latent_rotation: Annotated[bool, typer.Option(help="Roll latents a quarter turn per step.")] = True,
     rotate_features: Annotated[bool, typer.Option(help="Roll adapter features with the latents.")] = True,
     circular_padding: Annotated[bool, typer.Option(help="Width-circular padding from half-way.")] = True,
-    fps: Annotated[int, typer.Option(min=1, max=60)] = 8,
+    fps: Annotated[int | None, typer.Option(min=1, max=FPS_MAX, help=DEFAULT_HELP)] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when present).")] = None,
 ) -> None:
     """Generate a 360° video locally and write it as an MP4 that players recognise as spherical."""
@@ -58,10 +70,32 @@ def generate(
     from models.registry import RegistryError, load_registry
     from worker.settings import get_settings
 
-    if width != 2 * height or height % 64:
+    try:
+        registry = load_registry(models or get_settings().model_registry)  # default: what `models pull` wrote
+    except RegistryError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--models") from exc
+    if weights is None and model not in registry:
         raise typer.BadParameter(
-            "width must be 2 x height, both multiples of 64 (e.g. 512 x 1024)", param_hint="--width"
+            f"unknown model {model!r}; available: {', '.join(registry.names())}", param_hint="--model"
         )
+    # A saved folder is sized like a real model unless told otherwise; a registry model brings its own defaults.
+    spec = registry.get(model) if weights is None else None
+    given = {
+        "num_frames": frames,
+        "height": height,
+        "width": width,
+        "steps": steps,
+        "guidance_scale": guidance,
+        "fps": fps,
+    }
+    params = request_params(given, spec.generation_defaults if spec else GenerationDefaults())
+    if reason := panorama_size_error(params["height"], params["width"]):
+        raise typer.BadParameter(reason, param_hint="--width")
+    for field, message in limit_errors(params, spec.generation_limits if spec else GenerationLimits()):
+        raise typer.BadParameter(message, param_hint=CLI_OPTION[field])
+    frames, height, width, steps, guidance, fps = (
+        params[k] for k in ("num_frames", "height", "width", "steps", "guidance_scale", "fps")
+    )
     condition = None
     if flow is not None:
         kind = flow_kind or _guess_flow_kind(flow)
@@ -79,14 +113,8 @@ def generate(
 
     started = time.perf_counter()
     try:
-        if weights is not None:
-            pipe = load_pipeline_folder(weights, device=device)
-        else:
-            registry = load_registry(models or get_settings().model_registry)  # default: what `models pull` wrote
-            if model not in registry:
-                raise typer.BadParameter(f"unknown model {model!r}; available: {', '.join(registry.names())}")
-            pipe = load_pipeline(registry.get(model), device=device)
-    except (CheckpointError, RegistryError) as exc:
+        pipe = load_pipeline_folder(weights, device=device) if spec is None else load_pipeline(spec, device=device)
+    except CheckpointError as exc:
         raise typer.BadParameter(str(exc), param_hint="--weights" if weights else "--model") from exc
     loaded = time.perf_counter()
 

@@ -82,25 +82,55 @@ def flow_extract(
     typer.echo(json.dumps({"out": str(path), "frames": len(fields), "size": [height, 2 * height]}))
 
 
+def _not_erp(video: Path) -> str | None:
+    """Why `video` is not an equirectangular panorama (2:1), or None; unreadable files are left to the command."""
+    from models.media.video_reader import open_video
+
+    try:
+        with open_video(video) as container:
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+    except Exception:  # the command itself reports what is wrong with the file
+        return None
+    if width != 2 * height:
+        return f"{video.name} is {width} x {height}, not 2:1: an equirectangular 360° video is twice as wide as high"
+    return None
+
+
 def inject(
-    video: Annotated[Path, typer.Argument(help="An equirectangular H.264 MP4.")],
+    video: Annotated[Path, typer.Argument(help="An equirectangular (2:1) H.264 MP4.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the tagged copy.")],
+    force: Annotated[bool, typer.Option(help="Tag it even when it is not 2:1 (players will stretch it).")] = False,
 ) -> None:
     """Tag an equirectangular MP4 as a 360° video (spherical metadata V1 + V2) for YouTube, VLC and headsets."""
     from models.media.errors import VideoFileError
     from models.media.spherical import inject_spherical
 
+    if (reason := _not_erp(video)) and not force:
+        raise typer.BadParameter(f"{reason}; pass --force to tag it anyway", param_hint="VIDEO")
     try:
         typer.echo(str(inject_spherical(video, out)))
     except (VideoFileError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="VIDEO") from exc
 
 
-def evaluate(video: Annotated[Path, typer.Argument(help="A panoramic video.")]) -> None:
-    """Print seam continuity and frame consistency of a panoramic video as JSON."""
+def evaluate(video: Annotated[Path, typer.Argument(help="A panoramic (equirectangular, 2:1) video.")]) -> None:
+    """Print a panoramic video's scores as JSON (pixels in [0, 1]; lower is better for all three differences).
+
+    \b
+    end_continuity     mean |last column - first column|: how visible the left/right seam is. PanoWan reports
+                       0.027-0.034 for published models; under 0.03 looks seamless.
+    seam_ratio         end_continuity over the mean difference of neighbouring interior columns: about 1 means
+                       the seam looks like any other column boundary; above 1.5 a seam shows.
+    frame_consistency  mean |frame t+1 - frame t|: how much consecutive frames change (0 = a still; ~0.01-0.05
+                       is steady motion; large values are flicker).
+    A file that is not 2:1 is scored but warned about: its seam metrics assume a full 360° width.
+    """
     from models.media.errors import FlowInputError, VideoFileError
     from models.media.evaluate import evaluate_video
 
+    if reason := _not_erp(video):
+        typer.echo(f"warning: {reason}; seam scores assume a full 360° panorama", err=True)
     try:
         typer.echo(json.dumps(evaluate_video(video)))
     except (VideoFileError, FlowInputError) as exc:

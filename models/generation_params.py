@@ -45,6 +45,19 @@ GUIDANCE_MAX = 30.0
 FPS_MAX = 60
 
 
+def request_params(given: dict[str, Any], defaults: GenerationDefaults) -> dict[str, Any]:
+    """The given values with the model's defaults where a value is None; one side of the size gives the other (2:1)."""
+    params = dict(given)
+    if params.get("height") is not None and params.get("width") is None:
+        params["width"] = 2 * params["height"]
+    elif params.get("width") is not None and params.get("height") is None:
+        params["height"] = params["width"] // 2
+    for name, value in defaults.model_dump().items():
+        if params.get(name) is None:
+            params[name] = value
+    return params
+
+
 def limit_errors(params: dict[str, Any], limits: GenerationLimits, server_max_height: int | None = None) -> list:
     """(field, message) for each value over the model's limits; empty when the request fits."""
     errors = []
