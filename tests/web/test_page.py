@@ -1,11 +1,16 @@
 """The web page in a real headless browser (Debian chromium driven by Playwright) against the embedded service
-(`dvd360 serve`: real Redis, Celery worker and API, tiny model). Screenshots land in test-artifacts/web/."""
+(`dvd360 serve`: real Redis, Celery worker and API, tiny model), at a desktop (1280x800) and a phone (390x844)
+size. The browser reaches nothing but the service. Screenshots land in test-artifacts/web/."""
 
 from __future__ import annotations
 
 import io
+import re
 import shutil
+import time
+from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import numpy as np
@@ -28,6 +33,9 @@ CHROMIUM_ARGS = [
     "--use-angle=swiftshader",
     "--enable-unsafe-swiftshader",
 ]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+TERMINAL_JS = "['succeeded', 'failed', 'canceled'].includes(document.querySelector('#job-status').dataset.state)"
 
 pytestmark = pytest.mark.integration
 
@@ -43,57 +51,156 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, service):
+def open_page(browser, service):
+    """open_page(viewport, path="/") -> a page on the service with its models listed; JavaScript errors fail the
+    test, and so does any request that leaves the service (the page must work offline)."""
     assert (ROOT / "api/web/dist/index.html").is_file(), "the page is not built: run scripts/setup.sh"
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(service)
-    page.wait_for_selector("#base-model option[value=tiny]", state="attached", timeout=15_000)
-    yield page
-    context.close()
+    contexts, errors, outside = [], [], []
+    service_host = urlparse(service).netloc
+
+    def block_outside(route) -> None:
+        if urlparse(route.request.url).netloc in (service_host, ""):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    def opener(viewport: dict, path: str = "/", wait_for_models: bool = True):
+        context = browser.new_context(viewport=viewport)
+        contexts.append(context)
+        context.route("**/*", block_outside)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(service + path)
+        if wait_for_models:
+            page.wait_for_selector("#base-model option[value=tiny]", state="attached", timeout=15_000)
+        return page
+
+    yield opener
+    for context in contexts:
+        context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not outside, f"the page reached outside the service: {outside}"
 
 
-def shot(page, name: str) -> np.ndarray:
+def shot(page, name: str, selector: str = "#viewer") -> np.ndarray:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    png = page.locator("#viewer").screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    png = page.locator(selector).screenshot(path=str(ARTIFACTS / f"{name}.png"))
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32)
 
 
-def fill_form(page, steps: int, frames: int = 8) -> None:
-    page.fill("#prompt", "a volcano with smoke, mountains under clouds, at sunset")
-    page.select_option("#base-model", "tiny")
-    page.fill("#num-frames", str(frames))
-    page.fill("#steps", str(steps))
-    page.select_option("#size", "64x128")
-    page.fill("#seed", "7")
+def page_shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_generate_watch_and_look_around(page) -> None:
-    fill_form(page, steps=3)
-    page.check("input[name=motion][value=example]")
-    page.click("#submit")
-    page.wait_for_selector("#job-status[data-state]", timeout=20_000)
-    page.wait_for_function(
-        "['succeeded', 'failed', 'canceled'].includes(document.querySelector('#job-status').dataset.state)",
-        timeout=90_000,
+def tiny_model(service: str) -> dict:
+    models = httpx.get(f"{service}/models", timeout=10).json()["models"]
+    return next(m for m in models if m["name"] == "tiny")
+
+
+def no_sideways_scroll(page) -> tuple[int, int]:
+    return page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+
+
+def finished_job(page, timeout_ms: int = 180_000) -> str:
+    page.wait_for_function(TERMINAL_JS, timeout=timeout_ms)
+    return page.get_attribute("#job-status", "data-state")
+
+
+def test_phone_layout_is_one_column_without_sideways_scroll(open_page) -> None:
+    page = open_page(PHONE)
+    width, inner = no_sideways_scroll(page)
+    assert width <= inner, f"the page is {width} px wide in a {inner} px window"
+    viewer = page.locator("#viewer").bounding_box()
+    assert viewer["width"] >= 340 and abs(viewer["width"] / viewer["height"] - 2) < 0.05, viewer
+    create, watch = page.locator("section.create").bounding_box(), page.locator("#watch").bounding_box()
+    assert watch["y"] > create["y"] + create["height"] - 1, "the Watch panel is not below the form"
+    for box in (create, watch, page.locator("fieldset").bounding_box()):
+        assert box["x"] >= 0 and box["x"] + box["width"] <= inner, box
+    # the upload kind and file chooser show only for "upload"
+    assert not page.locator("#flow-kind").is_visible() and not page.locator("#flow-file").is_visible()
+    page.check("input[name=motion][value=upload]")
+    assert page.locator("#flow-kind").is_visible() and page.locator("#flow-file").is_visible()
+    assert no_sideways_scroll(page)[0] <= inner
+    page_shot(page, "phone-390x844")
+
+
+def test_desktop_layout_and_the_form_follows_the_models(open_page, service) -> None:
+    page = open_page(DESKTOP)
+    width, inner = no_sideways_scroll(page)
+    assert width <= inner
+    create, watch = page.locator("section.create").bounding_box(), page.locator("#watch").bounding_box()
+    assert watch["x"] >= create["x"] + create["width"] and abs(watch["y"] - create["y"]) < 2, "not side by side"
+    # the selected model's name fits its select
+    fits = page.evaluate(
+        """() => {
+        const select = document.querySelector('#base-model');
+        const probe = Object.assign(document.createElement('span'), {textContent: select.selectedOptions[0].text});
+        probe.style.font = getComputedStyle(select).font;
+        document.body.append(probe);
+        const fits = probe.getBoundingClientRect().width + 24 <= select.clientWidth;
+        probe.remove();
+        return fits;
+    }"""
     )
-    assert page.get_attribute("#job-status", "data-state") == "succeeded", page.text_content("#job-status")
-    assert page.get_attribute("#progress-bar", "data-percent") == "100"
-    # the viewer has the MP4 and draws it on the sphere
-    page.wait_for_function("window.dvd360Viewer.video.readyState >= 2", timeout=15_000)
-    page.wait_for_timeout(500)
-    before = shot(page, "viewer-start")
-    assert before.std() > 5, "the 360° canvas is blank"
-    view = page.evaluate("window.dvd360Viewer.view")
+    assert fits, "the model's name is cut off in its select"
+    page_shot(page, "desktop-1280x800")
 
-    box = page.locator("#viewer canvas").bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    model = tiny_model(service)
+    if "defaults" not in model or "limits" not in model:
+        pytest.skip("GET /models does not state defaults and limits yet; the form uses its small fallback")
+    defaults, limits = model["defaults"], model["limits"]
+    assert page.input_value("#num-frames") == str(defaults["num_frames"])
+    assert page.get_attribute("#num-frames", "max") == str(limits["max_frames"])
+    assert page.input_value("#steps") == str(defaults["steps"])
+    assert page.get_attribute("#steps", "max") == str(limits["max_steps"])
+    assert page.input_value("#size") == f"{defaults['height']}x{defaults['width']}"
+    assert page.input_value("#fps") == str(defaults["fps"])
+    largest = page.evaluate("document.querySelector('#size').options[0].value")
+    assert largest == f"{limits['max_height']}x{2 * limits['max_height']}"
+
+
+@pytest.mark.timeout(240)  # about 15 s on an idle machine; the generous bound is for a loaded one
+def test_generate_watch_share_and_look_around(open_page, service) -> None:
+    """The form's own defaults (from /models; two steps to keep it short) with the example motion: upload progress,
+    the job watched to the end, dated now, in the gallery with its poster, four views, a share link that opens it,
+    remembered on reload, and the view turned by drag."""
+    page = open_page(DESKTOP)
+    page.evaluate(
+        """window.uploadTexts = [];
+        new MutationObserver(() => uploadTexts.push(document.querySelector('#upload-text').textContent))
+            .observe(document.querySelector('#upload-text'), {childList: true, characterData: true, subtree: true});"""
+    )
+    page.fill("#prompt", "a volcano with smoke, mountains under clouds, at sunset")
+    page.fill("#seed", "7")
+    page.fill("#steps", "2")
+    page.check("input[name=motion][value=example]")
+    submitted = time.time()
+    page.click("#submit")
+    assert finished_job(page) == "succeeded", page.text_content("#job-status")
+    assert any(t.startswith("uploading example-flow.mp4") for t in page.evaluate("uploadTexts"))
+    assert page.get_attribute("#progress-bar", "data-percent") == "100"
+    job_id = page.text_content("#current-job").strip()
+    assert page.url.endswith(f"#job={job_id}")
+
+    # dated now (created_at is seconds), and in the gallery with its poster
+    page.wait_for_selector(f"#history li[data-id='{job_id}'] time", timeout=10_000)
+    created = page.get_attribute(f"#history li[data-id='{job_id}'] time", "datetime")
+    assert abs(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() - submitted) < 60, created
+    poster = page.locator(f"#gallery li[data-id='{job_id}'] img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=poster.element_handle(), timeout=10_000)
+    assert page.locator(".view-tile").first.is_visible()
+
+    # the viewer has the MP4 and draws it on the sphere
+    page.wait_for_function("window.dvd360Viewer.view.source === 'video'", timeout=15_000)
     page.evaluate("window.dvd360Viewer.video.pause()")
     page.wait_for_timeout(300)
     paused = shot(page, "viewer-paused")
+    assert paused.std() > 5, "the 360° canvas is blank"
+    view = page.evaluate("window.dvd360Viewer.view")
+    box = page.locator("#viewer canvas").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx, cy)
     page.mouse.down()
     page.mouse.move(cx - 300, cy + 60, steps=8)
@@ -103,19 +210,99 @@ def test_generate_watch_and_look_around(page) -> None:
     moved = page.evaluate("window.dvd360Viewer.view")
     assert moved["lon"] != view["lon"] and moved["lat"] != view["lat"]
     assert np.abs(dragged - paused).mean() > 2, "dragging did not change the rendered view"
+    page.click(".view-tile[data-yaw='180']")
+    assert page.evaluate("window.dvd360Viewer.view.lon") == 180
+    page_shot(page, "desktop-finished")
 
+    href = page.get_attribute("#download", "href")
+    assert httpx.get(href, timeout=10).content[4:8] == b"ftyp"
     page.check("#flat")
     assert page.locator("#viewer video").is_visible() and not page.locator("#viewer canvas").is_visible()
-    href = page.get_attribute("#download", "href")
-    assert href and httpx.get(href if href.startswith("http") else page.url.rstrip("/") + href).content[4:8] == b"ftyp"
-    assert page.locator("#history li").count() >= 1
+
+    page.click("#share")
+    link = page.input_value("#share-url")
+    assert link == f"{service}/#job={job_id}"
+    page.reload()  # the current job is remembered
+    page.wait_for_selector("#job-status[data-state=succeeded]", timeout=15_000)
+    assert page.text_content("#current-job").strip() == job_id
+
+    phone = open_page(PHONE, path=f"/#job={job_id}")  # a share link opens the job, here on a phone
+    phone.wait_for_selector("#job-status[data-state=succeeded]", timeout=15_000)
+    phone.wait_for_function("window.dvd360Viewer.view.source === 'video'", timeout=15_000)
+    assert no_sideways_scroll(phone)[0] <= PHONE["width"]
+    page_shot(phone, "phone-finished")
 
 
-def test_cancel_a_running_job(page) -> None:
-    fill_form(page, steps=100, frames=16)
+@pytest.mark.timeout(240)  # a cancel lands at the next step, which a loaded machine makes long
+def test_cancel_a_running_job(open_page, service) -> None:
+    page = open_page(DESKTOP)
+    page.fill("#prompt", "a long job to cancel")
+    page.fill("#steps", page.get_attribute("#steps", "max"))
     page.click("#submit")
-    page.wait_for_selector("#job-status[data-state=running]", timeout=30_000)
+    page.wait_for_selector("#job-status[data-state=running]", timeout=60_000)
     page.click("#cancel")
-    page.wait_for_selector("#job-status[data-state=canceled]", timeout=20_000)
+    page.wait_for_selector("#job-status[data-state=canceled]", timeout=120_000)
     shot(page, "canceled")
     assert int(page.get_attribute("#progress-bar", "data-percent")) < 100
+
+
+@pytest.mark.timeout(240)
+def test_preview_shows_in_the_viewer_before_the_job_finishes(open_page, service) -> None:
+    paths = httpx.get(f"{service}/openapi.json", timeout=10).json()["paths"]
+    if "/jobs/{job_id}/events" not in paths:
+        pytest.skip("GET /jobs/{job_id}/events is not on this service yet (issue 18); the page polls instead")
+    page = open_page(DESKTOP)
+    page.fill("#prompt", "a volcano with smoke, mountains under clouds, at sunset")
+    page.fill("#steps", "4")  # previews come every DVD360_PREVIEW_EVERY (2) steps
+    page.click("#submit")
+    page.wait_for_function("window.dvd360Viewer.view.previews > 0 || " + TERMINAL_JS, timeout=180_000)
+    assert page.get_attribute("#job-status", "data-state") == "running", "no preview arrived before the end"
+    assert page.evaluate("window.dvd360Viewer.view.source") == "image"
+    assert page.text_content("#stream-mode") == "live"
+    preview = shot(page, "viewer-preview")
+    assert preview.std() > 2, "the preview did not reach the sphere"
+    assert finished_job(page) == "succeeded"
+    page.wait_for_function("window.dvd360Viewer.view.source === 'video'", timeout=15_000)
+
+
+def test_docs_render_offline(open_page, service) -> None:
+    html = httpx.get(f"{service}/docs", timeout=10).text
+    if "cdn.jsdelivr.net" in html:
+        pytest.skip("the app still serves FastAPI's CDN /docs: api.routes.docs.register_docs is not wired in yet")
+    page = open_page(DESKTOP, path="/docs", wait_for_models=False)
+    page.wait_for_selector(".opblock", timeout=20_000)
+    assert page.locator(".opblock").count() >= 5
+    assert page.locator(".opblock-summary-path", has_text="/generate").count() >= 1
+    page_shot(page, "docs")
+
+
+@pytest.mark.timeout(240)
+def test_a_cut_event_stream_resumes_with_last_event_id(open_page, service) -> None:
+    """The first event stream is cut after two events (a dropped connection, played by the test): the page
+    reconnects with the last event's id and follows the job to its end."""
+    paths = httpx.get(f"{service}/openapi.json", timeout=10).json()["paths"]
+    if "/jobs/{job_id}/events" not in paths:
+        pytest.skip("GET /jobs/{job_id}/events is not on this service yet (issue 18); the page polls instead")
+    page = open_page(DESKTOP)
+    resumed_after: list[str | None] = []  # the Last-Event-ID of each stream request
+    cut = {}
+
+    def cut_the_first_stream(route) -> None:
+        resumed_after.append(route.request.headers.get("last-event-id"))
+        if len(resumed_after) > 1:
+            route.continue_()
+            return
+        whole = route.fetch(timeout=200_000).text()  # the real stream, which ends with the job
+        messages = [m for m in re.split(r"\r?\n\r?\n", whole) if m.strip()][:2]
+        cut["events"] = re.findall(r"^event: ?(\S+)", "\n".join(messages), re.M)
+        cut["id"] = re.findall(r"^id: ?(\S+)", messages[-1], re.M)[0]
+        route.fulfill(status=200, content_type="text/event-stream", body="\n\n".join(messages) + "\n\n")
+
+    page.route("**/jobs/*/events", cut_the_first_stream)
+    page.fill("#prompt", "a stream cut short")
+    page.fill("#steps", "2")
+    page.click("#submit")
+    assert finished_job(page) == "succeeded", page.text_content("#job-status")
+    assert not {"succeeded", "failed", "canceled"} & set(cut["events"]), cut
+    assert resumed_after[:2] == [None, cut["id"]], resumed_after
+    page.wait_for_function("window.dvd360Viewer.view.source === 'video'", timeout=15_000)

@@ -1,175 +1,254 @@
-// The page: a form that creates jobs, a live view of the current job, the 360° viewer and the job history.
+// The page: the Create form, the live view of the current job in the 360° viewer, the gallery and the job list.
 import { api, apiKey } from "./api.js";
+import { TERMINAL, watchJob } from "./events.js";
+import { fillModels, listenForm, motionChoice, readParams } from "./form.js";
+import { showJobs, showJobsError } from "./jobs.js";
 import { PanoramaViewer } from "./viewer.js";
 import "./style.css";
 
 const $ = (id) => document.getElementById(id);
-const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
-const POLL_MS = 700;
+const CURRENT_STORAGE = "dvd360.currentJob";
+const PHONE = matchMedia("(max-width: 760px)");
 
 const viewer = new PanoramaViewer($("viewer"));
 window.dvd360Viewer = viewer; // for people poking around in the console, and the browser tests
 let current = null; // the job on screen
-let pollTimer = null;
+let stopWatching = () => {};
 
 function showError(message) {
   $("form-error").textContent = message || "";
 }
 
-function jobSummary(job) {
-  const p = job.progress || {};
-  if (job.state === "queued") return `queued${job.queue_position != null ? ` (position ${job.queue_position})` : ""}`;
-  if (job.state === "running") return `running: step ${p.step || 0} of ${p.total || "?"}`;
-  if (job.state === "failed") return `failed: ${job.error || "unknown reason"}`;
-  if (job.state === "succeeded") return `done (seed ${job.seed ?? job.request?.seed ?? "?"})`;
-  return job.state;
+function setStatus(state, text) {
+  if (state) $("job-status").dataset.state = state;
+  $("job-status").textContent = text;
 }
 
-function percent(job) {
-  if (job.state === "succeeded") return 100;
-  return Math.round((job.progress && job.progress.percent) || 0);
+function setPercent(value) {
+  const percent = Math.max(0, Math.min(100, Math.round(value || 0)));
+  $("progress-bar").style.width = `${percent}%`;
+  $("progress-bar").dataset.percent = String(percent);
+}
+
+function duration(seconds) {
+  if (seconds == null) return "";
+  const s = Math.max(0, Math.round(seconds));
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
+// {step, total, percent, eta_s} from a progress event or the job's own "progress"
+function showProgress(progress) {
+  const { step = 0, total, percent, eta_s: eta } = progress || {};
+  setPercent(percent ?? (total ? (100 * step) / total : 0));
+  const left = eta != null ? ` · about ${duration(eta)} left` : "";
+  setStatus("running", `running: step ${step} of ${total || "?"}${left}`);
+}
+
+function showQueued(position) {
+  setPercent(0);
+  setStatus("queued", position != null ? `queued: number ${position} in line` : "queued");
+}
+
+function showEnd(job) {
+  const reasons = { failed: job.error || "unknown reason", canceled: job.error_type === "deadline" ? "deadline passed" : "" };
+  if (job.state === "succeeded") {
+    const took = job.timings && job.timings.total_s != null ? ` in ${duration(job.timings.total_s)}` : "";
+    setStatus("succeeded", `done${took} (seed ${job.seed ?? job.request?.seed ?? "?"})`);
+  } else setStatus(job.state, reasons[job.state] ? `${job.state}: ${reasons[job.state]}` : job.state);
+  setPercent(job.state === "succeeded" ? 100 : Number($("progress-bar").dataset.percent || 0));
+  const outputs = job.outputs || {};
+  if (job.state !== "succeeded" || !outputs.video_url) return;
+  $("download").href = outputs.video_url;
+  $("download").hidden = false;
+  $("play").disabled = false;
+  // preview_url is one picture of four perspective views side by side; each tile shows a quarter of it
+  if (outputs.preview_url) $("views").style.setProperty("--views-url", `url("${encodeURI(outputs.preview_url)}")`);
+  $("views").hidden = !outputs.preview_url;
+  viewer.load(outputs.video_url).catch(() => {}); // autoplay may be refused; the Play button still works
 }
 
 function showJob(job) {
-  const changed = !current || current.id !== job.id || current.state !== job.state;
+  const first = !current || current.id !== job.id;
+  const wasTerminal = current && current.id === job.id && TERMINAL.has(current.state);
   current = job;
-  $("current-job").textContent = job.id;
-  $("progress-bar").style.width = `${percent(job)}%`;
-  $("progress-bar").dataset.percent = String(percent(job));
-  $("job-status").textContent = jobSummary(job);
-  $("job-status").dataset.state = job.state;
-  $("cancel").disabled = TERMINAL.has(job.state);
-  const video = job.outputs && job.outputs.video_url;
-  if (job.state === "succeeded" && video && changed) {
-    $("download").href = video;
-    $("download").hidden = false;
-    $("play").disabled = false;
-    viewer.load(video).catch(() => {}); // autoplay may be refused; the Play button still works
-  } else if (job.state !== "succeeded") {
-    $("download").hidden = true;
+  if (first) {
+    $("current-job").textContent = job.id;
+    $("current-prompt").textContent = job.request?.prompt || "";
   }
+  $("cancel").disabled = TERMINAL.has(job.state);
+  if (job.state === "queued") showQueued(job.queue_position);
+  else if (job.state === "running") showProgress(job.progress);
+  else if (TERMINAL.has(job.state) && !wasTerminal) showEnd(job);
 }
 
-async function poll(id) {
-  clearTimeout(pollTimer);
+const onEvent = {
+  queued: (data) => showQueued(data.queue_position),
+  running: () => setStatus("running", "running: the first step is under way"),
+  progress: (data) => showProgress(data),
+  preview: (data) => viewer.showImage(data.image).catch(() => {}), // a broken preview is no reason to stop
+  succeeded: (data) => finish(data.job),
+  failed: (data) => finish({ ...data.job, error: data.error, error_type: data.error_type }),
+  canceled: (data) => finish({ ...data.job, error_type: data.error_type }),
+};
+
+function finish(job) {
+  showJob(job);
+  refreshJobs();
+}
+
+function follow(id) {
+  stopWatching = watchJob(id, {
+    job: (job) => (TERMINAL.has(job.state) ? finish(job) : showJob(job)),
+    event: (type, data) => onEvent[type]?.(data),
+    error: (err) => setStatus(null, `cannot read the job: ${err.message}`),
+    mode: (mode) => ($("stream-mode").textContent = mode),
+  });
+}
+
+// Opens a job: remembered across reloads (localStorage) and in the address (#job=<id>, the share link).
+async function openJob(id) {
+  stopWatching();
+  if (!current || current.id !== id) {
+    current = null;
+    viewer.clear();
+    setPercent(0);
+    $("views").hidden = $("download").hidden = $("share-info").hidden = true;
+    $("play").disabled = true;
+  }
+  localStorage.setItem(CURRENT_STORAGE, id);
+  history.replaceState(null, "", `#job=${encodeURIComponent(id)}`);
+  $("share").hidden = false;
   try {
     const job = await api.job(id);
     showJob(job);
-    if (!TERMINAL.has(job.state)) pollTimer = setTimeout(() => poll(id), POLL_MS);
-    else refreshHistory();
+    if (!TERMINAL.has(job.state)) follow(id);
   } catch (err) {
-    $("job-status").textContent = `cannot read job: ${err.message}`;
-    pollTimer = setTimeout(() => poll(id), POLL_MS * 4);
+    if (err.status === 404) localStorage.removeItem(CURRENT_STORAGE);
+    $("current-job").textContent = id;
+    setStatus("unknown", err.status === 404 ? "no such job: it expired, or belongs to another API key" : err.message);
   }
 }
 
+function jobFromAddress() {
+  const match = /(?:^#|&)job=([^&]+)/.exec(location.hash);
+  return match && decodeURIComponent(match[1]);
+}
+
 async function motionFlowId() {
-  const motion = document.querySelector("input[name=motion]:checked").value;
+  const motion = motionChoice();
   if (motion === "none") return null;
+  let file = $("flow-file").files[0];
+  let kind = $("flow-kind").value;
   if (motion === "example") {
-    const blob = await (await fetch("/static/example-flow.mp4")).blob();
-    return (await api.uploadFlow(blob, "flow_video", "example-flow.mp4")).id;
+    file = new File([await (await fetch("/static/example-flow.mp4")).blob()], "example-flow.mp4");
+    kind = "flow_video";
   }
-  const file = $("flow-file").files[0];
   if (!file) throw new Error("choose a motion file to upload, or pick another motion option");
-  return (await api.uploadFlow(file, $("flow-kind").value, file.name)).id;
+  $("upload-progress").hidden = false;
+  const report = (fraction) => {
+    $("upload-bar").value = fraction;
+    $("upload-text").textContent = `uploading ${file.name}: ${Math.round(fraction * 100)}%`;
+  };
+  report(0);
+  try {
+    return (await api.uploadFlow(file, kind, file.name, report)).id;
+  } finally {
+    $("upload-progress").hidden = true;
+  }
 }
 
 async function submit(event) {
   event.preventDefault();
   showError("");
   $("submit").disabled = true;
+  $("submit").textContent = "Sending…";
   try {
-    const [height, width] = $("size").value.split("x").map(Number);
-    const params = {
-      prompt: $("prompt").value,
-      negative_prompt: $("negative-prompt").value,
-      base_model: $("base-model").value,
-      num_frames: Number($("num-frames").value),
-      steps: Number($("steps").value),
-      guidance_scale: Number($("guidance").value),
-      height,
-      width,
-    };
-    if ($("seed").value !== "") params.seed = Number($("seed").value);
+    const params = readParams();
     const flowId = await motionFlowId();
     if (flowId) params.flow_id = flowId;
     const job = await api.generate(params);
-    showJob(job);
-    poll(job.id);
-    refreshHistory();
+    await openJob(job.id);
+    refreshJobs();
+    if (PHONE.matches) $("watch").scrollIntoView({ behavior: "smooth" });
   } catch (err) {
     showError(err.message);
   } finally {
     $("submit").disabled = false;
+    $("submit").textContent = "Generate";
   }
 }
 
-async function refreshHistory() {
+async function refreshJobs() {
   try {
-    const jobs = await api.jobs();
-    $("history").replaceChildren(
-      ...jobs.map((job) => {
-        const li = document.createElement("li");
-        li.dataset.id = job.id;
-        const state = Object.assign(document.createElement("span"), { className: "state", textContent: job.state });
-        const prompt = Object.assign(document.createElement("span"), {
-          className: "prompt",
-          textContent: (job.request && job.request.prompt) || job.prompt || job.id,
-        });
-        const when = Object.assign(document.createElement("span"), {
-          className: "muted",
-          textContent: new Date(job.created_at).toLocaleString(),
-        });
-        li.append(state, prompt, when);
-        li.addEventListener("click", () => poll(job.id));
-        return li;
-      }),
-    );
+    showJobs(await api.jobs(), openJob);
   } catch (err) {
-    $("history").replaceChildren(Object.assign(document.createElement("li"), { textContent: err.message }));
+    showJobsError(err.message);
   }
 }
 
 async function loadModels() {
   try {
-    const models = await api.models();
-    $("base-model").replaceChildren(
-      ...models.map((m) => {
-        const name = typeof m === "string" ? m : m.name;
-        const option = new Option(m.description ? `${name} (${m.description})` : name, name);
-        option.disabled = m.available === false;
-        return option;
-      }),
-    );
+    fillModels(await api.models());
   } catch (err) {
     showError(`cannot list base models: ${err.message}`);
   }
 }
 
-$("key-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  apiKey.set($("api-key").value.trim());
-  loadModels();
-  refreshHistory();
-});
-$("generate-form").addEventListener("submit", submit);
-$("cancel").addEventListener("click", async () => {
-  if (!current) return;
-  try {
-    showJob(await api.cancel(current.id));
-    poll(current.id);
-  } catch (err) {
-    $("job-status").textContent = `cannot cancel: ${err.message}`;
-  }
-});
-$("play").addEventListener("click", () => viewer.togglePlay());
-viewer.video.addEventListener("play", () => ($("play").textContent = "Pause"));
-viewer.video.addEventListener("pause", () => ($("play").textContent = "Play"));
-$("loop").addEventListener("change", (e) => (viewer.loop = e.target.checked));
-$("flat").addEventListener("change", (e) => (viewer.flat = e.target.checked));
-$("refresh").addEventListener("click", refreshHistory);
+async function share() {
+  const url = `${location.origin}${location.pathname}#job=${encodeURIComponent(current ? current.id : jobFromAddress())}`;
+  $("share-url").value = url;
+  $("share-info").hidden = false;
+  $("share-url").select();
+  await navigator.clipboard?.writeText(url).catch(() => {}); // not offered on plain http: the link is selected
+}
 
+async function toggleOrientation() {
+  try {
+    if (viewer.orientation) viewer.disableOrientation();
+    else await viewer.enableOrientation();
+    $("orientation").textContent = viewer.orientation ? "Stop turning" : "Look by turning the phone";
+  } catch (err) {
+    setStatus(null, err.message);
+  }
+}
+
+function listen() {
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    apiKey.set($("api-key").value.trim());
+    loadModels();
+    refreshJobs();
+  });
+  $("generate-form").addEventListener("submit", submit);
+  $("cancel").addEventListener("click", async () => {
+    if (!current) return;
+    try {
+      showJob(await api.cancel(current.id));
+    } catch (err) {
+      setStatus(null, `cannot cancel: ${err.message}`);
+    }
+  });
+  $("play").addEventListener("click", () => viewer.togglePlay());
+  viewer.video.addEventListener("play", () => ($("play").textContent = "Pause"));
+  viewer.video.addEventListener("pause", () => ($("play").textContent = "Play"));
+  $("repeat").addEventListener("change", (e) => (viewer.loop = e.target.checked));
+  $("flat").addEventListener("change", (e) => (viewer.flat = e.target.checked));
+  $("refresh").addEventListener("click", refreshJobs);
+  $("share").addEventListener("click", share);
+  $("orientation").addEventListener("click", toggleOrientation);
+  $("enter-vr").addEventListener("click", () => viewer.enterVR().catch((err) => setStatus(null, err.message)));
+  for (const tile of document.querySelectorAll(".view-tile")) {
+    tile.addEventListener("click", () => viewer.lookAt(Number(tile.dataset.yaw), 0));
+  }
+  window.addEventListener("hashchange", () => jobFromAddress() && openJob(jobFromAddress()));
+  listenForm();
+}
+
+listen();
 $("api-key").value = apiKey.get();
+$("orientation").hidden = !(window.DeviceOrientationEvent && matchMedia("(pointer: coarse)").matches);
+PanoramaViewer.vrSupported().then((yes) => ($("enter-vr").hidden = !yes));
 loadModels();
-refreshHistory();
+refreshJobs();
+const remembered = jobFromAddress() || localStorage.getItem(CURRENT_STORAGE);
+if (remembered) openJob(remembered);

@@ -1,42 +1,102 @@
-// An equirectangular video mapped onto the inside of a sphere: drag to look around, scroll to zoom, or show
-// the flat ERP frame. three.js does the rendering; this file only wires the video, camera and pointer.
+// An equirectangular picture or video mapped onto the inside of a sphere: drag to look around, scroll to zoom,
+// turn the phone, or enter VR; or show the flat ERP frame. three.js renders; this file wires sources and input.
 import * as THREE from "three";
 
 const MIN_FOV = 30;
 const MAX_FOV = 110;
+const MAX_LAT = 85;
+const DEG = 180 / Math.PI;
+
+// Device orientation (alpha, beta, gamma) to a camera quaternion, as three.js's former DeviceOrientationControls:
+// the camera looks out of the back of the phone, corrected for the screen's rotation.
+const BACK_OF_PHONE = new THREE.Quaternion(-Math.sqrt(0.5), 0, 0, Math.sqrt(0.5));
+const SCREEN_AXIS = new THREE.Vector3(0, 0, 1);
+
+function phoneDirection({ alpha, beta, gamma }) {
+  const q = new THREE.Quaternion().setFromEuler(new THREE.Euler(beta / DEG, alpha / DEG, -gamma / DEG, "YXZ"));
+  const screenAngle = (screen.orientation ? screen.orientation.angle : window.orientation || 0) / DEG;
+  q.multiply(BACK_OF_PHONE).multiply(new THREE.Quaternion().setFromAxisAngle(SCREEN_AXIS, -screenAngle));
+  const dir = new THREE.Vector3(0, 0, -1).applyQuaternion(q);
+  // the inverse of #render's lookAt direction
+  return { lon: Math.atan2(-dir.z, -dir.x) * DEG, lat: Math.asin(Math.max(-1, Math.min(1, dir.y))) * DEG };
+}
 
 export class PanoramaViewer {
   constructor(container) {
     this.container = container;
-    this.lon = 0; // yaw in degrees, 0 = the centre column of the ERP frame
+    this.lon = 0; // yaw in degrees, 0 = the centre column of the ERP frame, positive turns right
     this.lat = 0; // pitch in degrees
-    this.video = document.createElement("video");
-    Object.assign(this.video, { muted: true, loop: true, playsInline: true, crossOrigin: "anonymous" });
-    this.video.hidden = true;
+    this.source = "none"; // "image" (a preview while the job runs) or "video" (the result)
+    this.previews = 0; // preview images shown so far
+    this.orientation = null; // {offset} while the phone's turning drives the view
+    this.video = Object.assign(document.createElement("video"), {
+      muted: true,
+      loop: true,
+      playsInline: true,
+      preload: "auto",
+      crossOrigin: "anonymous",
+    });
+    this.image = Object.assign(document.createElement("img"), { alt: "preview (equirectangular)" });
+    this.video.hidden = this.image.hidden = true;
 
     // preserveDrawingBuffer keeps the last frame readable (screenshots, the browser tests' pixel check).
     this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
     this.renderer.setPixelRatio(window.devicePixelRatio);
+    this.renderer.xr.enabled = true;
     this.scene = new THREE.Scene();
     this.camera = new THREE.PerspectiveCamera(75, 2, 0.1, 1100);
 
     const sphere = new THREE.SphereGeometry(500, 96, 48);
     sphere.scale(-1, 1, 1); // look at the inside of the sphere
-    this.texture = new THREE.VideoTexture(this.video);
-    this.texture.colorSpace = THREE.SRGBColorSpace;
-    this.scene.add(new THREE.Mesh(sphere, new THREE.MeshBasicMaterial({ map: this.texture })));
+    this.videoTexture = new THREE.VideoTexture(this.video);
+    this.videoTexture.colorSpace = THREE.SRGBColorSpace;
+    this.imageTexture = null;
+    this.material = new THREE.MeshBasicMaterial({ color: 0x0b0d12 });
+    this.scene.add(new THREE.Mesh(sphere, this.material));
+    // The clip swaps in only once it has a frame, so the last preview stays up while the MP4 loads.
+    this.video.addEventListener("loadeddata", () => this.#show("video", this.videoTexture));
 
-    container.append(this.renderer.domElement, this.video);
+    container.append(this.renderer.domElement, this.video, this.image);
     this.#listen();
     new ResizeObserver(() => this.#resize()).observe(container);
     this.#resize();
     this.renderer.setAnimationLoop(() => this.#render());
   }
 
+  // A still ERP picture (a data: URL or a link), e.g. the job's preview while it denoises.
+  async showImage(url) {
+    const picture = new Image();
+    picture.src = url;
+    await picture.decode();
+    if (this.source === "video") return; // the result arrived first
+    const texture = new THREE.Texture(picture);
+    texture.colorSpace = THREE.SRGBColorSpace;
+    texture.needsUpdate = true;
+    this.imageTexture?.dispose();
+    this.imageTexture = texture;
+    this.image.src = url;
+    this.previews += 1;
+    this.#show("image", texture);
+  }
+
   load(url) {
     this.video.src = url;
     this.video.load();
     return this.video.play();
+  }
+
+  // Back to an empty sphere (another job was opened).
+  clear() {
+    this.video.removeAttribute("src");
+    this.video.load();
+    this.imageTexture?.dispose();
+    this.imageTexture = null;
+    this.previews = 0;
+    this.source = "none";
+    this.material.map = null;
+    this.material.color.set(0x0b0d12);
+    this.material.needsUpdate = true;
+    this.#syncFlat();
   }
 
   togglePlay() {
@@ -50,12 +110,75 @@ export class PanoramaViewer {
 
   // Flat mode shows the ERP frame itself, seam and all; sphere mode hides it.
   set flat(on) {
-    this.video.hidden = !on;
+    this.isFlat = on;
     this.renderer.domElement.hidden = on;
+    this.#syncFlat();
+  }
+
+  lookAt(lon, lat = 0) {
+    if (this.orientation) this.orientation.offset += lon - this.lon;
+    this.lon = lon;
+    this.lat = lat;
   }
 
   get view() {
-    return { lon: this.lon, lat: this.lat, fov: this.camera.fov };
+    return {
+      lon: this.lon,
+      lat: this.lat,
+      fov: this.camera.fov,
+      source: this.source,
+      previews: this.previews,
+      orientation: Boolean(this.orientation),
+    };
+  }
+
+  // Look around by turning the phone. iOS asks the user first, and only from a tap: call this from a click handler.
+  async enableOrientation() {
+    const Event = window.DeviceOrientationEvent;
+    if (!Event) throw new Error("this browser reports no device orientation");
+    if (typeof Event.requestPermission === "function" && (await Event.requestPermission()) !== "granted") {
+      throw new Error("motion access was refused; allow it in the browser's settings to look around by turning");
+    }
+    this.orientation = { offset: null };
+    this.onOrientation = (e) => {
+      if (e.alpha == null || !this.orientation) return;
+      const phone = phoneDirection(e);
+      // the view starts where it is; turning moves it from there
+      if (this.orientation.offset == null) this.orientation.offset = this.lon - phone.lon;
+      this.lon = phone.lon + this.orientation.offset;
+      this.lat = Math.max(-MAX_LAT, Math.min(MAX_LAT, phone.lat));
+    };
+    window.addEventListener("deviceorientation", this.onOrientation);
+  }
+
+  disableOrientation() {
+    window.removeEventListener("deviceorientation", this.onOrientation);
+    this.orientation = null;
+  }
+
+  static async vrSupported() {
+    return Boolean(navigator.xr && (await navigator.xr.isSessionSupported("immersive-vr").catch(() => false)));
+  }
+
+  // An immersive WebXR session; the headset then drives the camera. Resolves when the session ends.
+  async enterVR() {
+    const session = await navigator.xr.requestSession("immersive-vr", { optionalFeatures: ["local-floor"] });
+    await this.renderer.xr.setSession(session);
+    this.video.play().catch(() => {});
+    return new Promise((resolve) => session.addEventListener("end", resolve, { once: true }));
+  }
+
+  #show(source, texture) {
+    this.source = source;
+    this.material.map = texture;
+    this.material.color.set(0xffffff);
+    this.material.needsUpdate = true;
+    this.#syncFlat();
+  }
+
+  #syncFlat() {
+    this.video.hidden = !(this.isFlat && this.source === "video");
+    this.image.hidden = !(this.isFlat && this.source === "image");
   }
 
   #listen() {
@@ -68,8 +191,8 @@ export class PanoramaViewer {
     canvas.addEventListener("pointermove", (e) => {
       if (!drag) return;
       const degreesPerPixel = this.camera.fov / canvas.clientHeight;
-      this.lon = drag.lon - (e.clientX - drag.x) * degreesPerPixel;
-      this.lat = Math.max(-85, Math.min(85, drag.lat + (e.clientY - drag.y) * degreesPerPixel));
+      const lon = drag.lon - (e.clientX - drag.x) * degreesPerPixel;
+      this.lookAt(lon, Math.max(-MAX_LAT, Math.min(MAX_LAT, drag.lat + (e.clientY - drag.y) * degreesPerPixel)));
     });
     const stop = () => (drag = null);
     canvas.addEventListener("pointerup", stop);
@@ -87,7 +210,7 @@ export class PanoramaViewer {
 
   #resize() {
     const { clientWidth: w, clientHeight: h } = this.container;
-    if (!w || !h) return;
+    if (!w || !h || this.renderer.xr.isPresenting) return;
     this.renderer.setSize(w, h, false);
     this.camera.aspect = w / h;
     this.camera.updateProjectionMatrix();

@@ -1,0 +1,103 @@
+// The Create form: filled from GET /models (each model's defaults and limits), read into a POST /generate body.
+const $ = (id) => document.getElementById(id);
+
+// Used only when a server's /models has no defaults or limits: small, so a CPU run stays short.
+const FALLBACK = {
+  defaults: { num_frames: 8, height: 64, width: 128, steps: 4, guidance_scale: 7.5, fps: 8 },
+  limits: { max_frames: 24, max_height: 512, max_steps: 100 },
+};
+const MIN_FRAMES = 8; // the API's lower bound (a limit the models do not state)
+const SIZE_STEP = 64; // heights are multiples of 64, widths twice the height
+
+let models = [];
+
+function setNumber(input, value, min, max) {
+  Object.assign(input, { min: String(min), max: String(max) });
+  if (value != null) input.value = String(value);
+}
+
+function sizeOptions(maxHeight, selected) {
+  const options = [];
+  for (let h = SIZE_STEP; h <= maxHeight; h += SIZE_STEP) {
+    const option = new Option(`${h} × ${2 * h}`, `${h}x${2 * h}`);
+    option.selected = h === selected;
+    options.push(option);
+  }
+  return options.reverse(); // largest first
+}
+
+// Defaults and limits of the chosen model go into the inputs (a new model resets the numbers to its own).
+export function applyModel(name) {
+  const model = models.find((m) => m.name === name);
+  const defaults = { ...FALLBACK.defaults, ...(model && model.defaults) };
+  const limits = { ...FALLBACK.limits, ...(model && model.limits) };
+  setNumber($("num-frames"), defaults.num_frames, limits.min_frames ?? MIN_FRAMES, limits.max_frames);
+  setNumber($("steps"), defaults.steps, 1, limits.max_steps);
+  setNumber($("fps"), defaults.fps, 1, limits.max_fps ?? 60);
+  $("guidance").value = String(defaults.guidance_scale);
+  $("size").replaceChildren(...sizeOptions(Math.max(limits.max_height, defaults.height), defaults.height));
+  const about = [model && model.description, model && model.installed === false ? "weights not installed" : ""];
+  $("model-about").textContent = about.filter(Boolean).join(" · ");
+  $("model-about").dataset.maxFrames = String(limits.max_frames);
+  describeLength();
+}
+
+export function fillModels(list) {
+  models = list.map((m) => (typeof m === "string" ? { name: m } : m));
+  $("base-model").replaceChildren(
+    ...models.map((m) => {
+      // the name only: a description in the option is cut off in a narrow select; it is shown below instead
+      const option = new Option(m.available === false ? `${m.name} (unavailable)` : m.name, m.name);
+      option.disabled = m.available === false;
+      return option;
+    }),
+  );
+  const usable = models.find((m) => m.available !== false);
+  if (usable) $("base-model").value = usable.name;
+  applyModel($("base-model").value);
+}
+
+// "16 frames at 8 fps: 2.0 s, smoothed to 24 fps, loops seamlessly"
+export function describeLength() {
+  const frames = Number($("num-frames").value);
+  const fps = Number($("fps").value);
+  const parts = [`${frames} frames at ${fps} fps: ${(frames / fps).toFixed(1)} s`];
+  if ($("interpolate-to").value) parts.push(`smoothed to ${$("interpolate-to").value} fps`);
+  if ($("loop").checked) parts.push("loops seamlessly");
+  $("length-hint").textContent = frames && fps ? parts.join(", ") : "";
+}
+
+export function motionChoice() {
+  return document.querySelector("input[name=motion]:checked").value;
+}
+
+export function syncMotion() {
+  $("upload-fields").hidden = motionChoice() !== "upload";
+}
+
+// The POST /generate body. loop and interpolate_to go only when asked for, so servers without them still accept it.
+export function readParams() {
+  const [height, width] = $("size").value.split("x").map(Number);
+  const params = {
+    prompt: $("prompt").value,
+    negative_prompt: $("negative-prompt").value,
+    base_model: $("base-model").value,
+    num_frames: Number($("num-frames").value),
+    steps: Number($("steps").value),
+    guidance_scale: Number($("guidance").value),
+    fps: Number($("fps").value),
+    height,
+    width,
+  };
+  if ($("seed").value !== "") params.seed = Number($("seed").value);
+  if ($("loop").checked) params.loop = true;
+  if ($("interpolate-to").value) params.interpolate_to = Number($("interpolate-to").value);
+  return params;
+}
+
+export function listenForm() {
+  $("base-model").addEventListener("change", (e) => applyModel(e.target.value));
+  for (const id of ["num-frames", "fps", "interpolate-to", "loop"]) $(id).addEventListener("input", describeLength);
+  for (const radio of document.querySelectorAll("input[name=motion]")) radio.addEventListener("change", syncMotion);
+  syncMotion();
+}
