@@ -13,8 +13,12 @@ WEB_DIST := api/web/dist/index.html
 $(WEB_DIST): $(STAMP) api/web/index.html api/web/vite.config.js $(wildcard api/web/src/*) $(wildcard api/web/public/*)
 	cd api/web && npm run build --silent
 
+# `make serve PORT=8080 HOST=0.0.0.0` (a non-loopback HOST needs DVD360_AUTH=1, or ARGS=--insecure).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+ARGS ?=
 serve: $(STAMP) $(WEB_DIST)
-	$(VENV)/bin/dvd360 serve
+	$(VENV)/bin/dvd360 serve --host $(HOST) --port $(PORT) $(ARGS)
 
 test: $(STAMP) $(WEB_DIST)
 	$(VENV)/bin/ruff check .

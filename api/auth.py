@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 
 import redis
 
@@ -25,11 +26,42 @@ def _record_key(digest: str) -> str:
     return f"dvd360:apikey:{digest[:INDEX_CHARS]}"
 
 
+NAMES_KEY = "dvd360:apikey-names"  # name -> the record key of its one API key (a name is one identity)
+
+
+class KeyNameTaken(ValueError):
+    """A key already exists for this name: one name, one identity (revoke it first to replace it)."""
+
+
 def create_key(client: redis.Redis, name: str) -> str:
+    """A new key for `name`, printed once by the caller; refused when `name` already has one."""
     key = secrets.token_urlsafe(32)
     digest = hash_key(key)
-    client.set(_record_key(digest), json.dumps({"name": name, "sha256": digest}))
+    record_key = _record_key(digest)
+    if not client.hsetnx(NAMES_KEY, name, record_key):
+        raise KeyNameTaken(f"{name!r} already has an API key; revoke it first (dvd360 keys revoke {name})")
+    client.set(record_key, json.dumps({"name": name, "sha256": digest, "created_at": time.time()}))
     return key
+
+
+def list_keys(client: redis.Redis) -> list[dict]:
+    """Every key's name and creation time (never the key or its digest)."""
+    records = []
+    for name, record_key in sorted(client.hgetall(NAMES_KEY).items()):
+        raw = client.get(record_key)
+        created = json.loads(raw).get("created_at") if raw else None
+        records.append({"name": name.decode(), "created_at": created})
+    return records
+
+
+def revoke_key(client: redis.Redis, name: str) -> bool:
+    """Delete `name`'s key: requests with it get 401 from then on. False when there was none."""
+    record_key = client.hget(NAMES_KEY, name)
+    if record_key is None:
+        return False
+    client.delete(record_key)
+    client.hdel(NAMES_KEY, name)
+    return True
 
 
 def key_owner(client: redis.Redis, key: str) -> str | None:

@@ -7,11 +7,13 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+EMBEDDED_KEY_NAME = "local"
 keys_app = typer.Typer(help="API keys (stored hashed in Redis).", no_args_is_help=True)
 
 
@@ -81,10 +83,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     models: Annotated[Path | None, typer.Option(help="Model registry YAML (default: the tiny model).")] = None,
-    data_dir: Annotated[Path, typer.Option(help="Jobs' files and the Redis data.")] = Path("dvd360-data"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Jobs' files and the Redis data (default: DVD360_DATA_DIR, else the per-user data folder)."),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(help="Allow a non-loopback --host without authentication (anyone on the network can use it)."),
+    ] = False,
 ) -> None:
-    """Run everything on this machine: a Redis server, one worker, the reaper and the API. Auth is off. Ctrl-C or
-    SIGTERM stops all of them."""
+    """Run everything on this machine: a Redis server, one worker, the reaper and the API. Auth is off unless
+    DVD360_AUTH=1 (then a key is created once, kept in the data folder and printed). Ctrl-C or SIGTERM stops all."""
     import uvicorn
 
     from cli.process_group import ProcessGroup
@@ -92,14 +101,21 @@ def serve(
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
-    data_dir = data_dir.resolve()
+    auth = os.environ.get("DVD360_AUTH", "").strip().lower() in ("1", "true", "yes", "on")
+    if not auth and not insecure and not _is_loopback(host):
+        raise typer.BadParameter(
+            f"{host} is reachable from other machines and authentication is off: set DVD360_AUTH=1 (a key is "
+            "created and printed), or pass --insecure if everyone on that network may use this service",
+            param_hint="--host",
+        )
+    data_dir = (data_dir or _default_data_dir()).resolve()
     (data_dir / "redis").mkdir(parents=True, exist_ok=True)
     redis_port = free_port()
     os.environ.update(
         DVD360_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         DVD360_STORAGE="local",
         DVD360_DATA_DIR=str(data_dir),
-        DVD360_AUTH="false",
+        DVD360_AUTH=str(auth).lower(),
         DVD360_SIGNING_KEY=os.environ.get("DVD360_SIGNING_KEY") or secrets.token_hex(32),
     )
     if models is not None:
@@ -120,9 +136,45 @@ def serve(
 
         config = uvicorn.Config(create_app(), host=host, port=port, log_level="info")
         redis_url = os.environ["DVD360_REDIS_URL"]  # for `dvd360 keys create` or a second `dvd360 api` beside it
-        _run_announcing(config, f"dvd360: http://{host}:{port}  (auth off, data in {data_dir}, redis {redis_url})")
+        access = f"API key: {_embedded_key(data_dir)}" if auth else "auth off"
+        _run_announcing(config, f"dvd360: http://{host}:{port}  ({access}, data in {data_dir}, redis {redis_url})")
     finally:
         children.stop()
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _default_data_dir() -> Path:
+    """DVD360_DATA_DIR, else the per-user data folder (never a folder inside the checkout)."""
+    from platformdirs import user_data_path
+
+    configured = os.environ.get("DVD360_DATA_DIR")
+    return Path(configured) if configured else user_data_path("dvd360") / "serve"
+
+
+def _embedded_key(data_dir: Path) -> str:
+    """The embedded service's one API key: created at the first start with auth on, kept (mode 0600) in the data
+    folder so a restart prints the same key, and recreated if it was revoked."""
+    from api.auth import create_key, key_owner, revoke_key
+
+    client, path = _redis(), data_dir / "api-key"
+    key = path.read_text().strip() if path.is_file() else ""
+    if key and key_owner(client, key) == EMBEDDED_KEY_NAME:
+        return key
+    revoke_key(client, EMBEDDED_KEY_NAME)
+    key = create_key(client, EMBEDDED_KEY_NAME)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
 
 
 def _run_announcing(config, message: str) -> None:
@@ -184,12 +236,40 @@ def reaper() -> None:
     os.execv(sys.executable, reaper_command())
 
 
-@keys_app.command("create")
-def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for.")]) -> None:
-    """Create an API key: printed once, stored only as a hash."""
+def _redis():
     import redis
 
-    from api.auth import create_key
     from worker.settings import get_settings
 
-    typer.echo(create_key(redis.Redis.from_url(get_settings().redis_url), name))
+    return redis.Redis.from_url(get_settings().redis_url)
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for (one key per name).")]) -> None:
+    """Create an API key: printed once, stored only as a hash."""
+    from api.auth import KeyNameTaken, create_key
+
+    try:
+        typer.echo(create_key(_redis(), name))
+    except KeyNameTaken as exc:
+        raise typer.BadParameter(str(exc), param_hint="NAME") from exc
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The names that have a key, with when each was created (keys themselves are never stored)."""
+    from api.auth import list_keys
+
+    for record in list_keys(_redis()):
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record["created_at"])) if record["created_at"] else "?"
+        typer.echo(f"{record['name']}\t{created} UTC")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="Whose key to revoke.")]) -> None:
+    """Revoke a name's key: its requests get 401 from now on (its jobs stay until they expire)."""
+    from api.auth import revoke_key
+
+    if not revoke_key(_redis(), name):
+        raise typer.BadParameter(f"{name!r} has no API key; see dvd360 keys list", param_hint="NAME")
+    typer.echo(f"revoked the key of {name}")
