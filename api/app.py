@@ -10,12 +10,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.deps import Services
+from api.event_hub import EventHub
 from api.idempotency import IdempotencyKeys
 from api.limits import KeyLimits
 from api.log_redaction import redact_access_log
 from api.metrics import Metrics
 from api.request_limits import RequestLimitsMiddleware
-from api.routes import files, flows, health, jobs, models
+from api.routes import events, files, flows, health, jobs, models
 from api.routes.page import register_page
 from api.uploads import Uploads
 from models.registry import load_registry
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     svc = build_services(settings)
     app = FastAPI(title="dvd360", description="Text (and motion) to 360° video (360DVD).", version="0.1.0")
     app.state.services = svc
+    app.state.event_hub = EventHub(settings.redis_url)
     redact_access_log()
 
     app.add_middleware(RequestLimitsMiddleware, upload_bytes=settings.max_upload_mb * 2**20)
@@ -66,14 +68,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["X-API-Key", "Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-            expose_headers=["Location", "Retry-After"],
+            allow_headers=[
+                "X-API-Key",
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                "Prefer",
+                "Cancel-After",
+            ],
+            expose_headers=["Location", "Retry-After", "Preference-Applied"],
         )
     app.middleware("http")(svc.metrics.middleware)
     app.add_exception_handler(redis.ConnectionError, redis_down)
     app.add_exception_handler(redis.TimeoutError, redis_down)
 
-    for router in (jobs.router, flows.router, models.router, health.router):
+    for router in (jobs.router, events.router, flows.router, models.router, health.router):
         app.include_router(router)
     if isinstance(svc.storage, LocalStorage):
         app.include_router(files.router)

@@ -15,6 +15,8 @@ from models.generation_params import (
     panorama_size_error,
 )
 from models.media.flow_kinds import FLOW_KINDS
+from worker.deadlines import MAX_DEADLINE_S
+from worker.jobs import DEFAULT_WEBHOOK_EVENTS, WebhookEvent
 
 
 class GenerateRequest(BaseModel):
@@ -38,7 +40,20 @@ class GenerateRequest(BaseModel):
     latent_rotation: bool = True
     rotate_features: bool = True
     circular_padding: bool = True
-    webhook_url: str | None = Field(None, max_length=2000, description="Called with each state change.")
+    webhook_url: str | None = Field(None, max_length=2000, description="Called with the events in webhook_events.")
+    webhook_events: list[WebhookEvent] = Field(
+        list(DEFAULT_WEBHOOK_EVENTS),
+        min_length=1,
+        max_length=3,
+        description="Which events call webhook_url: start (running), progress (at most one per 2 s), completed.",
+    )
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_DEADLINE_S,
+        description="Cancel the job (error_type deadline) if it has not finished this many seconds after submission "
+        "(or the Cancel-After header).",
+    )
 
     @model_validator(mode="after")
     def _panorama_size(self) -> GenerateRequest:

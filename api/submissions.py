@@ -14,6 +14,7 @@ from api.deps import Services
 from api.idempotency import body_digest, wait_for_record
 from api.schemas import GenerateRequest
 from models.generation_params import limit_errors
+from worker.deadlines import schedule_deadline
 from worker.jobs import queue_name
 from worker.webhook_targets import webhook_target_error
 
@@ -76,6 +77,7 @@ def accept(svc: Services, who: str, body: GenerateRequest, idempotency_key: str 
         request.update(flow_id=flow["id"], flow_key=flow["key"], flow_kind=flow["kind"])
     job = svc.store.create(who, request, job_id)
     svc.celery.send_task("dvd360.generate", args=[job_id], queue=queue_name(body.base_model))
+    schedule_deadline(svc.celery, job)
     return job, False
 
 

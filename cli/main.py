@@ -2,11 +2,12 @@
 
 import typer
 
-from cli import generate, media, models, serve, train
+from cli import generate, media, models, serve, submit, train
 
 app = typer.Typer(help="360° panorama video generation (360DVD).", no_args_is_help=True)
 generate.register(app)
 media.register(app)
 models.register(app)
 serve.register(app)
+submit.register(app)
 train.register(app)

@@ -39,10 +39,11 @@ def _signing_key() -> str:
 
 
 def payload(job: dict, state: str) -> dict:
+    """`state` is the event: a state, or "progress" (of a running job; `progress` says how far)."""
     return {
         "event": f"job.{state}",
-        "job": {k: job.get(k) for k in ("id", "state", "created_at", "finished_at", "error", "seed")}
-        | {"state": state},
+        "job": {k: job.get(k) for k in ("id", "state", "created_at", "finished_at", "error", "seed", "progress")}
+        | {"state": "running" if state == "progress" else state},
         "links": {"job": f"/jobs/{job['id']}"},  # outputs are signed per request: fetch the job for its URLs
         "sent_at": time.time(),
     }

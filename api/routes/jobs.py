@@ -8,6 +8,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import Reader, Services, Svc, Writer
+from api.event_hub import Hub
+from api.job_headers import cancel_after_s, prefer_wait
 from api.job_view import base_url, public_job
 from api.schemas import GENERATE_REQUEST_BODY
 from api.submissions import accept, parse_generate
@@ -30,8 +32,18 @@ def own_job(svc: Services, job_id: str, who: str) -> dict:
     summary="Queue a generation job (JSON, or multipart with the motion file inline)",
 )
 async def generate(
-    request: Request, svc: Svc, who: Writer, idempotency_key: Annotated[str | None, Header()] = None
+    request: Request,
+    svc: Svc,
+    who: Writer,
+    hub: Hub,
+    idempotency_key: Annotated[str | None, Header()] = None,
+    prefer: Annotated[str | None, Header(description="wait=N: answer with the finished job within N s (<= 60)")] = None,
+    cancel_after: Annotated[str | None, Header(description="Deadline: 30s, 5m, 1h30m or seconds")] = None,
 ) -> Response:
+    """`Prefer: wait=N` answers 201 with the finished job if it finishes within N seconds, else the usual 202
+    (`Preference-Applied: wait=N` either way). `Cancel-After` sets `deadline_s`."""
+    wait_s = prefer_wait(prefer)
+    deadline = {"deadline_s": seconds} if (seconds := cancel_after_s(cancel_after)) is not None else {}
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         async with request.form(max_files=1, max_fields=40) as form:
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -39,18 +51,24 @@ async def generate(
             upload = form.get("file")
             if isinstance(upload, str):
                 raise HTTPException(422, "the multipart field `file` must be a file upload")
-            body = parse_generate(fields)
+            body = parse_generate(fields | deadline)
             job, replayed = await run_in_threadpool(accept, svc, who, body, idempotency_key, upload, kind)
     else:
         try:
             data = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
             raise HTTPException(422, "the body must be a JSON object (or multipart/form-data with a file)") from None
-        job, replayed = await run_in_threadpool(accept, svc, who, parse_generate(data), idempotency_key)
+        body = parse_generate(data | deadline if isinstance(data, dict) else data)
+        job, replayed = await run_in_threadpool(accept, svc, who, body, idempotency_key)
     headers = {"Location": f"/jobs/{job['id']}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(public_job(job, svc, base_url(request, svc.settings.public_url)), 202, headers)
+    status = 202
+    if wait_s is not None:
+        headers["Preference-Applied"] = f"wait={wait_s}"
+        if await hub.finished_within(job["id"], wait_s):
+            job, status = await run_in_threadpool(svc.store.get, job["id"]), 201
+    return JSONResponse(public_job(job, svc, base_url(request, svc.settings.public_url)), status, headers)
 
 
 @router.get("/jobs/{job_id}")

@@ -190,7 +190,8 @@ def test_webhooks_report_state_changes_signed_and_retried(client) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        job = client.post("/generate", json={"prompt": "hooked", **SMALL, "webhook_url": url}).json()
+        hook = {"webhook_url": url, "webhook_events": ["start", "completed"]}  # the default is completed only
+        job = client.post("/generate", json={"prompt": "hooked", **SMALL, **hook}).json()
         assert wait_for(client, job["id"], TERMINAL)["state"] == "succeeded"
         deadline = time.monotonic() + 30
         # the first delivery failed: done when it came again (after ~2 s of backoff) and both events arrived

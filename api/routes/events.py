@@ -1,0 +1,105 @@
+"""GET /jobs/{id}/events: Server-Sent Events of everything that happens to a job (queued with its position, running,
+progress, preview pictures, and the final state), read from the job's Redis stream (worker/events.py), so any API
+replica serves any job. Same auth and isolation as GET /jobs/{id}; reads count at the read rate.
+
+What a connection gets first: with `Last-Event-ID` (header or `?last_event_id=`), every event after that one; without
+it, the latest event of each type so far (a finished job: only its final event), then live events. The stream ends
+after the final event; `: keep-alive` comments every 15 s keep proxies from closing an idle one.
+"""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import Reader, Services, Svc
+from api.event_hub import Event, EventHub, Hub
+from api.job_view import base_url, public_job
+from api.routes.jobs import own_job
+from worker.events import id_tuple
+from worker.jobs import TERMINAL, queue_name
+
+router = APIRouter(tags=["jobs"])
+KEEP_ALIVE_S = 15
+QUEUE_POLL_S = 1.0  # how often a queued job's position is looked at while it waits
+
+
+def latest_of_each_type(events: list[Event]) -> list[Event]:
+    """What a fresh connection needs to show the job now: its final event alone, else the newest of each type."""
+    final = [e for e in events if e.type in TERMINAL]
+    if final:
+        return final[-1:]
+    newest = {e.type: e for e in events}
+    return sorted(newest.values(), key=lambda e: id_tuple(e.id))
+
+
+async def message(svc: Services, job_id: str, event: Event, base: str) -> ServerSentEvent:
+    """A final event carries the job as GET /jobs/{id} shows it (signed links are made per request, here)."""
+    data = event.data
+    if event.type in TERMINAL:
+        job = await run_in_threadpool(svc.store.get, job_id)
+        view = await run_in_threadpool(public_job, job, svc, base) if job else None
+        extra = {"failed": ("error", "error_type"), "canceled": ("error_type",)}.get(event.type, ())
+        data = {**{k: data.get(k) for k in extra}, "job": view}
+    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=event.type, id=event.id)
+
+
+def state_after(event: Event) -> str:
+    return "queued" if event.type == "queued" else "running"  # a final event ends the stream before this matters
+
+
+async def job_events(svc: Services, hub: EventHub, job: dict, after: str | None, base: str) -> AsyncIterator:
+    queue = queue_name(job["request"]["base_model"])
+    async with hub.subscribe(job["id"], after) as sub:
+        backlog = await sub.backlog()
+        state, last_id, position = job["state"], after or "0-0", None
+        for event in backlog if after else latest_of_each_type(backlog):
+            yield await message(svc, job["id"], event, base)
+            if event.type in TERMINAL:
+                return
+        for event in backlog:
+            state, last_id = state_after(event), event.id
+            position = event.data.get("queue_position", position)
+        while True:
+            event = await sub.next(QUEUE_POLL_S if state == "queued" else None)
+            if event is None:  # still queued: the position as GET /jobs/{id} has it, which can only go down
+                waiting = int(await hub.client.llen(queue))
+                if position is None or waiting < position:
+                    position = waiting
+                    data = {"state": "queued", "queue_position": position}
+                    # the id of the last stored event: a reconnect resumes exactly where it would have
+                    yield ServerSentEvent(json.dumps(data), event="queued", id=last_id)
+                continue
+            yield await message(svc, job["id"], event, base)
+            if event.type in TERMINAL:
+                return
+            state, last_id = state_after(event), event.id
+            position = event.data.get("queue_position", position)
+
+
+@router.get("/jobs/{job_id}/events", summary="Server-Sent Events of a job (text/event-stream)")
+async def events(
+    job_id: str,
+    request: Request,
+    svc: Svc,
+    who: Reader,
+    hub: Hub,
+    last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="last_event_id", max_length=40)] = None,
+) -> EventSourceResponse:
+    after = last_event_id or last_event_id_query
+    if after is not None:
+        try:
+            id_tuple(after)
+        except ValueError:
+            raise HTTPException(422, "Last-Event-ID must be an id this stream sent (like 1700000000000-0)") from None
+    job = await run_in_threadpool(own_job, svc, job_id, who)
+    return EventSourceResponse(
+        job_events(svc, hub, job, after, base_url(request, svc.settings.public_url)),
+        ping=KEEP_ALIVE_S,
+        ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
+        sep="\n",
+    )

@@ -1,0 +1,280 @@
+"""Live job events end to end on real parts: `dvd360 serve` (Redis, Celery workers, the API; tiny model) plus two more
+`dvd360 api` processes on the same Redis (a replica with auth off, and one with auth on and keys made by
+`dvd360 keys create`). Event sequences, resume with Last-Event-ID, previews, Prefer: wait, deadlines, webhook filters
+and `dvd360 submit --wait`."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import io
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli.submit import sse_events
+from tests.conftest import ROOT, SERVE_LOG, SIGNING_KEY, free_port
+from tests.processes import start_api
+from tests.tools import video_stream
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # the shared 2-core machine is often busy
+SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 4, "seed": 3}
+LONG = {**SMALL, "num_frames": 16, "steps": 100}  # runs long enough to be canceled or to miss a deadline
+FINAL = {"succeeded", "failed", "canceled"}
+
+
+def read_events(base: str, job_id: str, headers=None, stop=None, timeout: float = 120) -> list[tuple[str, str, dict]]:
+    """Every event of one connection until the server closes it after the final event, or until `stop(event)` is
+    true (then the client disconnects)."""
+    events = []
+    with httpx.stream("GET", f"{base}/jobs/{job_id}/events", headers=headers or {}, timeout=timeout) as answer:
+        assert answer.status_code == 200, answer.read()
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        for event in sse_events(answer.iter_lines()):
+            events.append(event)
+            if stop is not None and stop(event):
+                break
+    return events
+
+
+def submit(base: str, headers=None, **body) -> dict:
+    answer = httpx.post(f"{base}/generate", json={"prompt": "a volcano", **body}, headers=headers or {}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    return answer.json()
+
+
+def types(events) -> list[str]:
+    return [kind for _, kind, _ in events]
+
+
+@pytest.fixture(scope="module")
+def serve_banner(service) -> dict[str, str]:
+    """The embedded service's data folder and Redis URL, from the line `dvd360 serve` prints once it listens."""
+    found = re.search(re.escape(service) + r"  \(auth off, data in (\S+), redis (redis://\S+)\)", SERVE_LOG.read_text())
+    assert found, SERVE_LOG.read_text()[-2000:]
+    return {"data_dir": found[1], "redis_url": found[2]}
+
+
+@pytest.fixture(scope="module")
+def apis(serve_banner, tmp_path_factory):
+    """Two more API processes on the service's Redis: `replica` (auth off, like the service) and `secured` (auth
+    on), with API keys for alice and bob."""
+    env = {
+        "DVD360_REDIS_URL": serve_banner["redis_url"],
+        "DVD360_DATA_DIR": serve_banner["data_dir"],
+        "DVD360_SIGNING_KEY": SIGNING_KEY,
+    }
+    keys = {
+        who: subprocess.run(
+            [str(Path(sys.executable).parent / "dvd360"), "keys", "create", who],
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **env},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        for who in ("alice", "bob")
+    }
+    log = tmp_path_factory.mktemp("apis") / "apis.log"
+    ports = {"replica": free_port(), "secured": free_port()}
+    processes = [
+        start_api({**env, "DVD360_AUTH": "false"}, log, ports["replica"]),
+        start_api({**env, "DVD360_AUTH": "true"}, log, ports["secured"]),
+    ]
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    try:
+        deadline = time.monotonic() + 90
+        for url in urls.values():
+            while True:
+                assert time.monotonic() < deadline and all(p.poll() is None for p in processes), log.read_text()
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+        yield SimpleNamespace(keys=keys, **urls)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_a_job_streams_queued_running_every_step_previews_then_succeeded(service) -> None:
+    job = submit(service, **SMALL)
+    events = read_events(service, job["id"])
+    kinds = types(events)
+    assert kinds[0] == "queued" and events[0][2]["queue_position"] >= 1
+    assert kinds[1] == "running" and kinds[-1] == "succeeded", kinds
+    progress = [data for _, kind, data in events if kind == "progress"]
+    assert [p["step"] for p in progress] == [1, 2, 3, 4] and progress[-1]["percent"] == 100.0
+    assert all(p["total"] == 4 and p["eta_s"] >= 0 for p in progress)
+    previews = [data for _, kind, data in events if kind == "preview"]  # every 2 steps by default
+    assert [p["step"] for p in previews] == [2, 4]
+    for preview in previews:
+        assert preview["image"].startswith("data:image/jpeg;base64,")
+        picture = Image.open(io.BytesIO(base64.b64decode(preview["image"].split(",", 1)[1])))
+        assert picture.format == "JPEG" and picture.size == (preview["width"], preview["height"]) == (256, 128)
+    finished = events[-1][2]["job"]
+    assert finished["id"] == job["id"] and finished["state"] == "succeeded"
+    assert finished["outputs"]["video_url"].startswith("http")
+    ids = [event_id for event_id, *_ in events]
+    assert len(set(ids)) == len(ids)
+    # a finished job replays only its final event, then closes; previews are gone from the stored history
+    assert types(read_events(service, job["id"])) == ["succeeded"]
+    assert "preview" not in types(read_events(service, job["id"], {"Last-Event-ID": "0"}))
+
+
+def test_a_failed_job_ends_with_its_error_type(service, serve_banner, tmp_path) -> None:
+    flow = np.zeros((8, 32, 64, 2), np.float32)
+    np.save(tmp_path / "flow.npy", flow)
+    with (tmp_path / "flow.npy").open("rb") as f:
+        upload = httpx.post(f"{service}/flows", files={"file": ("flow.npy", f)}, data={"kind": "raw_flow"}).json()
+    for stored in Path(serve_banner["data_dir"]).rglob(f"*{upload['id']}*"):  # the upload vanishes before the job
+        if stored.is_file():
+            stored.unlink()
+    job = submit(service, **SMALL, flow_id=upload["id"])
+    events = read_events(service, job["id"])
+    assert types(events)[-1] == "failed", events
+    data = events[-1][2]
+    assert data["error_type"] == "input" and "upload" in data["error"]
+    assert data["job"]["state"] == "failed" and data["job"]["error_type"] == "input"
+
+
+def test_a_canceled_job_ends_canceled(service) -> None:
+    job = submit(service, **LONG)
+    seen = read_events(service, job["id"], stop=lambda e: e[1] == "progress")
+    assert httpx.post(f"{service}/jobs/{job['id']}/cancel").status_code == 200
+    rest = read_events(service, job["id"], {"Last-Event-ID": seen[-1][0]})
+    assert types(rest)[-1] == "canceled"
+    assert rest[-1][2]["error_type"] == "canceled" and rest[-1][2]["job"]["progress"]["step"] < 100
+
+
+def test_deadlines_stop_a_running_job_and_a_queued_one_never_starts(service) -> None:
+    running = httpx.post(
+        f"{service}/generate", json={"prompt": "x", **LONG}, headers={"Cancel-After": "6s"}, timeout=30
+    ).json()
+    assert running["request"]["deadline_s"] == 6
+    read_events(service, running["id"], stop=lambda e: e[1] in {"running", *FINAL})
+    queued = submit(service, **SMALL, deadline_s=1)  # waits behind the long job, and its deadline comes first
+    events = read_events(service, queued["id"])
+    assert types(events)[0] == "queued" and types(events)[-1] == "canceled" and "running" not in types(events)
+    assert events[-1][2]["error_type"] == "deadline" and events[-1][2]["job"]["started_at"] is None
+    last = read_events(service, running["id"])[-1]
+    assert last[1] == "canceled" and last[2]["error_type"] == "deadline", last
+    assert last[2]["job"]["progress"]["step"] < 100 and "deadline" in last[2]["job"]["error"]
+
+
+def test_a_reconnect_on_another_replica_with_last_event_id_loses_and_repeats_nothing(service, apis) -> None:
+    job = submit(service, **{**SMALL, "steps": 6})
+    whole: list = []
+    reader = threading.Thread(
+        target=lambda: whole.extend(read_events(apis.replica, job["id"], {"Last-Event-ID": "0"})), daemon=True
+    )
+    reader.start()  # an uninterrupted reader on the replica, from the first event
+    first = read_events(service, job["id"], stop=lambda e: e[1] == "progress" and e[2]["step"] == 2)
+    rest = read_events(apis.replica, job["id"], {"Last-Event-ID": first[-1][0]})
+    reader.join(timeout=120)
+    assert types(whole)[-1] == "succeeded"
+    assert [e[0] for e in first + rest] == [e[0] for e in whole]  # the same events, once each, in order
+    assert [e[1] for e in first + rest] == types(whole)
+    assert types(whole).count("progress") == 6 and types(whole).count("preview") == 3
+
+
+def test_another_key_gets_404_and_no_key_401(apis) -> None:
+    alice, bob = ({"X-API-Key": apis.keys[who]} for who in ("alice", "bob"))
+    job = submit(apis.secured, alice, **SMALL)
+    url = f"{apis.secured}/jobs/{job['id']}/events"
+    assert httpx.get(url, headers=bob).status_code == 404
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Last-Event-ID": "x"} | alice).status_code == 422
+    events = read_events(apis.secured, job["id"], {"Authorization": f"Bearer {apis.keys['alice']}"})
+    assert types(events)[-1] == "succeeded"
+
+
+def test_prefer_wait_answers_with_the_finished_job_or_the_usual_202(service) -> None:
+    quick = httpx.post(f"{service}/generate", json={"prompt": "x", **SMALL}, headers={"Prefer": "wait=60"}, timeout=90)
+    assert quick.status_code == 201 and quick.headers["preference-applied"] == "wait=60", quick.text
+    assert quick.json()["state"] == "succeeded" and quick.json()["outputs"]["video_url"]
+    started = time.monotonic()
+    slow = httpx.post(f"{service}/generate", json={"prompt": "x", **LONG}, headers={"Prefer": "wait=1"}, timeout=30)
+    assert slow.status_code == 202 and slow.headers["preference-applied"] == "wait=1"
+    assert slow.json()["state"] in {"queued", "running"} and time.monotonic() - started < 10
+    httpx.post(f"{service}/jobs/{slow.json()['id']}/cancel")
+    for header, value in [
+        ("Prefer", "wait=61"),
+        ("Prefer", "wait=soon"),
+        ("Cancel-After", "soon"),
+        ("Cancel-After", "0s"),
+    ]:
+        refused = httpx.post(f"{service}/generate", json={"prompt": "x", **SMALL}, headers={header: value})
+        assert refused.status_code == 422 and header in refused.json()["detail"], refused.text
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_webhook_events_filter_and_progress_throttle(service) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        chosen = submit(service, **{**SMALL, "steps": 6}, webhook_url=url, webhook_events=["progress", "completed"])
+        default = submit(service, **SMALL, webhook_url=url)
+        for job in (chosen, default):
+            assert types(read_events(service, job["id"]))[-1] == "succeeded"
+        deadline = time.monotonic() + 30
+        while sum(p["event"] == "job.succeeded" for p in _Receiver.received) < 2:
+            assert time.monotonic() < deadline, _Receiver.received
+            time.sleep(0.2)
+        by_job = {
+            job["id"]: [p for p in _Receiver.received if p["job"]["id"] == job["id"]] for job in (chosen, default)
+        }
+        assert [p["event"] for p in by_job[default["id"]]] == ["job.succeeded"]  # completed only, as Replicate
+        events = {p["event"] for p in by_job[chosen["id"]]}
+        assert events == {"job.progress", "job.succeeded"}, events  # no job.running: "start" was not asked for
+        progress = [p for p in by_job[chosen["id"]] if p["event"] == "job.progress"]
+        assert all(p["job"]["state"] == "running" and p["job"]["progress"]["step"] >= 1 for p in progress)
+        running_s = httpx.get(f"{service}/jobs/{chosen['id']}").json()["timings"]["running_s"]
+        assert len(progress) <= 1 + running_s / 2  # at most one per 2 s
+    finally:
+        server.shutdown()
+
+
+def test_cli_submit_waits_with_a_progress_bar_and_downloads_the_outputs(service, tmp_path) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dvd360"), "submit", "--server", service, "--prompt", "a forest road",
+         "--wait", "--out", str(tmp_path / "out"), "--frames", "8", "--height", "64", "--steps", "3", "--seed", "2"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["state"] == "succeeded" and summary["seed"] == 2
+    assert "3/3" in done.stderr  # the tqdm bar reached the last step
+    probe = video_stream(Path(summary["files"]["video"]))
+    assert (probe["width"], probe["height"]) == (128, 64)
+    assert Path(summary["files"]["poster"]).read_bytes()[:2] == b"\xff\xd8"
