@@ -17,6 +17,7 @@ from api.log_redaction import redact_access_log
 from api.metrics import Metrics
 from api.request_limits import RequestLimitsMiddleware
 from api.routes import events, files, flows, health, jobs, models
+from api.routes.docs import register_docs
 from api.routes.page import register_page
 from api.uploads import Uploads
 from models.registry import load_registry
@@ -39,7 +40,7 @@ def build_services(settings: Settings) -> Services:
         redis=client,
         store=JobStore(client, settings.job_ttl_s),
         storage=storage,
-        uploads=Uploads(client, storage, settings.job_ttl_s),
+        uploads=Uploads(client, storage, settings.upload_ttl_s),
         registry=registry,
         limits=KeyLimits(client, settings.redis_url, rates, settings.max_active_jobs),
         idempotency=IdempotencyKeys(client, settings.idempotency_ttl_s),
@@ -57,7 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not settings.signing_key:
         settings = settings.model_copy(update={"signing_key": secrets.token_hex(32)})
     svc = build_services(settings)
-    app = FastAPI(title="dvd360", description="Text (and motion) to 360° video (360DVD).", version="0.1.0")
+    # /docs comes from local Swagger UI files (api/routes/docs.py): FastAPI's own pages load it from a CDN
+    app = FastAPI(
+        title="dvd360",
+        description="Text (and motion) to 360° video (360DVD).",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.services = svc
     app.state.event_hub = EventHub(settings.redis_url)
     redact_access_log()
@@ -88,4 +96,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if isinstance(svc.storage, LocalStorage):
         app.include_router(files.router)
     register_page(app)
+    register_docs(app)
     return app

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from worker.job_metrics import DURATION_BUCKETS, DURATIONS_KEY, JOBS_KEY
+from worker.job_metrics import DURATION_BUCKETS, DURATIONS_KEY, EXPIRED_KEY, JOBS_KEY, REAPED_KEY
 
 
 class JobMetricsCollector(Collector):
@@ -27,6 +27,7 @@ class JobMetricsCollector(Collector):
             jobs = self.client.hgetall(JOBS_KEY)
             durations = {k.decode(): float(v) for k, v in self.client.hgetall(DURATIONS_KEY).items()}
             depths = [(q, self.client.llen(q)) for q in self.queues]
+            reaped, expired = self.client.hgetall(REAPED_KEY), self.client.hgetall(EXPIRED_KEY)
         except redis.RedisError:
             return  # the API answers 503s meanwhile; a scrape without job metrics is better than a failed one
         finished = CounterMetricFamily(
@@ -50,6 +51,20 @@ class JobMetricsCollector(Collector):
         for queue, count in depths:
             depth.add_metric([queue], count)
         yield depth
+        reaped_family = CounterMetricFamily(
+            "dvd360_jobs_reaped",
+            "Abandoned jobs the reaper ended or requeued (reason: lease_expired | lost_message).",
+            labels=["reason", "action"],
+        )
+        for field, count in reaped.items():
+            reaped_family.add_metric(field.decode().split("|"), int(count))
+        yield reaped_family
+        expired_family = CounterMetricFamily(
+            "dvd360_retention_deleted", "Expired jobs' outputs and uploads deleted by retention.", labels=["kind"]
+        )
+        for kind, count in expired.items():
+            expired_family.add_metric([kind.decode()], int(count))
+        yield expired_family
 
 
 class Metrics:

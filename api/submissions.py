@@ -13,7 +13,11 @@ from pydantic import ValidationError
 from api.deps import Services
 from api.idempotency import body_digest, wait_for_record
 from api.schemas import GenerateRequest
-from models.generation_params import limit_errors
+from models.generation_params import limit_errors, panorama_size_error
+from models.media.errors import FlowInputError
+from models.media.flow_video import sample_indices
+from models.media.interpolate import check_rate
+from worker.cost import cost_refusal, model_kind
 from worker.deadlines import schedule_deadline
 from worker.jobs import queue_name
 from worker.webhook_targets import webhook_target_error
@@ -40,11 +44,27 @@ def resolve(svc: Services, body: GenerateRequest) -> dict[str, Any]:
         raise field_error("base_model", f"base_model {body.base_model!r} is unknown; use one of {names}")
     spec = svc.registry.get(body.base_model)
     fields = body.resolved(spec.generation_defaults)
+    if reason := panorama_size_error(fields["height"], fields["width"]):  # one side given, the other a default
+        raise field_error("width", reason)
     for field, message in limit_errors(fields, spec.generation_limits, svc.settings.max_height):
         raise field_error(field, message)
+    if reason := cost_refusal(fields, model_kind(spec), svc.settings):  # would die at the time limit
+        raise HTTPException(422, reason)
+    try:
+        check_rate(fields["interpolate_to"], fields["fps"])
+    except ValueError as exc:
+        raise field_error("interpolate_to", str(exc)) from None
     if body.webhook_url and (reason := webhook_target_error(body.webhook_url, svc.settings.webhook_allow_private)):
         raise field_error("webhook_url", reason)
     return fields
+
+
+def check_motion_length(flow: dict, fields: dict[str, Any]) -> None:
+    """A condition shorter than the video is refused here, not in the worker (unless `loop` repeats it)."""
+    try:
+        sample_indices(flow.get("frames", 0), fields["num_frames"], fields.get("loop", False))
+    except FlowInputError as exc:
+        raise field_error("num_frames", str(exc)) from None
 
 
 def accept(svc: Services, who: str, body: GenerateRequest, idempotency_key: str | None, upload=None, kind: str = ""):
@@ -61,6 +81,8 @@ def accept(svc: Services, who: str, body: GenerateRequest, idempotency_key: str 
         flow = svc.uploads.receive(who, upload.file, upload.filename, kind) if inline else None
         if body.flow_id and (flow := svc.uploads.get(who, body.flow_id)) is None:
             raise field_error("flow_id", f"flow_id {body.flow_id!r} is unknown; upload it with POST /flows first")
+        if flow is not None:
+            check_motion_length(flow, fields)
         if idempotency_key is not None:
             digest = body_digest(fields, flow["sha256"] if inline else None)
             if (earlier := svc.idempotency.claim(who, idempotency_key, digest, job_id)) is not None:

@@ -15,7 +15,8 @@ from fastapi import HTTPException
 
 from models.media.errors import FlowInputError
 from models.media.flow_kinds import FLOW_KINDS, RAW_FLOW_SUFFIXES, VIDEO_SUFFIXES
-from models.media.flow_video import load_flow_condition
+from models.media.flow_video import load_flow_condition, motion_length
+from worker.retention import index_upload
 from worker.storage import upload_key
 
 UPLOAD_SUFFIXES = {*VIDEO_SUFFIXES, *RAW_FLOW_SUFFIXES}
@@ -54,7 +55,9 @@ class Uploads:
             if size == 0:
                 raise HTTPException(422, "the uploaded file is empty")
             try:
-                load_flow_condition(path, kind, *CHECK_SIZE)
+                # any length passes here (loop=True); POST /generate checks it against the frames asked for
+                load_flow_condition(path, kind, *CHECK_SIZE, loop=True)
+                frames = motion_length(path, kind)
             except FlowInputError as exc:
                 raise HTTPException(422, str(exc).replace(path.name, _label(filename))) from exc
             key = upload_key(flow_id, suffix)
@@ -70,8 +73,10 @@ class Uploads:
             "name": _label(filename),
             "bytes": size,
             "sha256": digest.hexdigest(),
+            "frames": frames,
         }
         self.client.set(flow_record_key(flow_id), json.dumps(record), ex=self.ttl_s)
+        index_upload(self.client, flow_id, key)  # the reaper deletes the file when the record expires
         return record
 
     def get(self, owner: str, flow_id: str) -> dict | None:
@@ -86,4 +91,4 @@ class Uploads:
 
 
 def public_flow(record: dict) -> dict:
-    return {k: record[k] for k in ("id", "kind", "name", "bytes", "sha256")}
+    return {k: record.get(k) for k in ("id", "kind", "name", "bytes", "sha256", "frames")}

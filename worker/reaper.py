@@ -28,6 +28,7 @@ from worker.jobs import (
     UNFINISHED_KEY,
     JobStore,
     active_key,
+    job_key,
     queue_name,
 )
 from worker.lease import lease_key
@@ -47,6 +48,7 @@ class Reaper:
         self.store = JobStore(client, settings.job_ttl_s)
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.suspects: set[str] = set()  # queued jobs missing from the broker on the last pass
+        self.stale_members: set[tuple[bytes, bytes]] = set()  # active-set members with no job, last pass
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -92,8 +94,24 @@ class Reaper:
                 else:
                     suspects.add(job_id)
         self.suspects = suspects
+        counts["forgotten"] += self._heal_active_sets()
         counts.update(sweep(self.client, self.storage, self.settings.result_ttl_s, self.settings.upload_ttl_s, now))
         return counts
+
+    def _heal_active_sets(self) -> int:
+        """Drop members of the per-key active sets that are no unfinished job (a reservation whose request then
+        crashed before its record was written): each set then counts only what really is queued or running."""
+        healed, stale_now = 0, set()
+        unfinished = {k.decode() for k in self.client.hkeys(UNFINISHED_KEY)}
+        for key in self.client.scan_iter(match=active_key("*"), count=500):
+            for member in self.client.smembers(key):
+                if member.decode() not in unfinished and not self.client.exists(job_key(member.decode())):
+                    stale_now.add((key, member))
+        # a reservation comes before its record (an inline upload is checked in between): stale on two passes
+        for key, member in stale_now & self.stale_members:
+            healed += self.client.srem(key, member)
+        self.stale_members = stale_now
+        return healed
 
     def _abandoned(self, job: dict) -> str:
         """A running job nobody holds the lease of: cancel, fail at the delivery cap, or queue it again."""

@@ -91,6 +91,7 @@ def generate(job_id: str) -> None:
     from models.enhancements import Enhancements
     from models.errors import GenerationCanceled
     from models.media.flow_video import load_flow_condition
+    from models.media.interpolate import interpolate_frames
     from models.media.previews import write_poster, write_preview
     from models.media.video_writer import write_video
 
@@ -110,8 +111,11 @@ def generate(job_id: str) -> None:
         log.info("job %s: another worker holds its lease; this delivery is dropped", job_id)
         return
     r = job["request"]
+    loop = r.get("loop", False)  # records queued before long videos existed have no `loop`
     try:
         store.transition(app, job_id, "running", started_at=time.time(), deliveries=deliveries)
+        if settings.test_fault_hooks:
+            raise_test_fault(r["prompt"])
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             pipe = cache.get(r["base_model"])
@@ -120,15 +124,13 @@ def generate(job_id: str) -> None:
                 local = Path(tmp) / Path(r["flow_key"]).name
                 _fetch_upload(storage, r["flow_key"], local)
                 flow = load_flow_condition(
-                    local, r["flow_kind"], r["num_frames"], r["height"], r["width"], flow_backend()
+                    local, r["flow_kind"], r["num_frames"], r["height"], r["width"], flow_backend(), loop
                 )
                 if r["flow_kind"] == "panorama_clip":
                     log.info("job %s: the clip's motion was measured with %s", job_id, flow_backend().name)
 
             def progress(step: int, total: int) -> None:
                 lease.refresh()
-                if settings.test_fault_hooks:
-                    raise_test_fault(r["prompt"])
                 store.report_progress(app, job_id, step, total, eta_s(time.perf_counter() - denoising, step, total))
 
             denoising = time.perf_counter()
@@ -148,10 +150,14 @@ def generate(job_id: str) -> None:
                 progress=progress,
                 should_cancel=lambda: store.cancel_requested(job_id) or deadline_passed(job),
                 preview=preview_publisher(store, job_id, settings.preview_every),
+                loop=loop,
             )
+            chunks = video.chunks()  # decoded while encoding
+            if rate := r.get("interpolate_to"):
+                chunks = interpolate_frames(chunks, r["num_frames"], r["fps"], rate, loop)
             files = {
                 # frames are decoded while encoding; the pictures reuse the middle frame kept on the way
-                "video.mp4": write_video(video.chunks(), Path(tmp) / "video.mp4", fps=r["fps"]),
+                "video.mp4": write_video(chunks, Path(tmp) / "video.mp4", fps=r.get("interpolate_to") or r["fps"]),
                 "poster.jpg": write_poster(video.middle_frame(), Path(tmp) / "poster.jpg"),
                 "preview.jpg": write_preview(video.middle_frame(), Path(tmp) / "preview.jpg"),
             }

@@ -1,5 +1,5 @@
 """TEST HOOK, off in every deployment: with DVD360_TEST_FAULT_HOOKS=1 a job whose prompt is `raise:<name>` raises
-that exception from its first denoising step, so the tests can show each exception type ending the job with the
+that exception once it is running, so the tests can show each exception type ending the job with the
 right error_type. Only exceptions that cannot be provoked for real on a CPU test machine are listed (a CUDA
 out-of-memory, an S3 error response, an ffmpeg failure, an unforeseen bug); timeouts, full disks, vanished
 uploads and killed workers are injected for real by the tests."""

@@ -13,13 +13,17 @@ from api.job_headers import cancel_after_s, prefer_wait
 from api.job_view import base_url, public_job
 from api.schemas import GENERATE_REQUEST_BODY
 from api.submissions import accept, parse_generate
+from worker.retention import tombstone
 
 router = APIRouter(tags=["jobs"])
 
 
 def own_job(svc: Services, job_id: str, who: str) -> dict:
-    """The caller's job, or 404 (another key's job is indistinguishable from a missing one)."""
+    """The caller's job, 410 when it expired (its outputs were deleted), or 404 (another key's job is
+    indistinguishable from a missing one)."""
     job = svc.store.get(job_id) if len(job_id) == 32 and job_id.isalnum() else None
+    if job is None and len(job_id) == 32 and (gone := tombstone(svc.redis, job_id, who)) is not None:
+        raise HTTPException(410, f"job {job_id} has expired and its files were deleted ({gone['reason']})")
     if job is None or job["owner"] != who:
         raise HTTPException(404, f"no job {job_id[:64]!r}")
     return job

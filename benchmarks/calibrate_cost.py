@@ -1,0 +1,47 @@
+"""Seconds per cost unit (frame x pixel x step, x2 with guidance) of a model on this machine's device: the figure
+worker/cost.py uses to refuse requests that cannot finish within the time limit (DVD360_COST_S_PER_UNIT).
+
+Runs the pipeline at a few sizes after one warm-up and prints JSON with each run's seconds per unit and the largest
+one (the conservative figure to configure). Default: the tiny model on CPU, small sizes (under a minute).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/calibrate_cost.py [--device cuda] [--models REGISTRY --model NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from worker.cost import OVERHEAD_S, units
+
+SIZES = [(8, 64, 128, 2), (8, 64, 128, 4), (4, 128, 256, 2)]  # frames, height, width, steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", default=None, help="model registry YAML (default: the built-in tiny model)")
+    parser.add_argument("--model", default="tiny")
+    args = parser.parse_args()
+    from models.loading import load_pipeline
+    from models.registry import load_registry
+
+    pipe = load_pipeline(load_registry(args.models).get(args.model), device=args.device)
+    pipe("warm-up", num_frames=2, height=64, width=128, num_inference_steps=1, seed=0)
+    runs = []
+    for frames, height, width, steps in SIZES:
+        params = {"num_frames": frames, "height": height, "width": width, "steps": steps, "guidance_scale": 7.5}
+        started = time.perf_counter()
+        video = pipe("calibration", num_frames=frames, height=height, width=width, num_inference_steps=steps,
+                     guidance_scale=7.5, seed=0)  # fmt: skip
+        for _ in video.chunks():  # frames are decoded on demand: the worker pays for it too
+            pass
+        seconds = time.perf_counter() - started
+        runs.append({**params, "seconds": round(seconds, 3), "s_per_unit": seconds / units(params)})
+    print(json.dumps({"model": args.model, "device": args.device, "overhead_s_assumed": OVERHEAD_S, "runs": runs,
+                      "s_per_unit_max": max(r["s_per_unit"] for r in runs)}, indent=1))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

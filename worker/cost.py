@@ -1,0 +1,50 @@
+"""Refuse up front what cannot finish: a request's cost is frames x pixels x steps (x2 with classifier-free
+guidance, which runs the UNet twice), times seconds per unit measured for the model kind on the workers' device
+type. A request whose estimate is over the worker's time limit is a 422 naming the limit, instead of running
+until the limit kills it. Torch-free (the API calls it).
+
+Seconds per unit: ("tiny", "cpu") measured here by benchmarks/calibrate_cost.py (tiny model, 2 CPU cores, the
+slowest size measured); the others are estimates from published timings, not measured on this project's machines:
+set DVD360_COST_S_PER_UNIT to a figure measured on your workers (the same script prints it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.settings import Settings
+
+S_PER_UNIT = {
+    ("tiny", "cpu"): 2.0e-7,  # measured: see the module docstring
+    ("tiny", "cuda"): 2.0e-8,  # estimate
+    ("sd15", "cuda"): 1.5e-7,  # estimate: 16 x 512 x 1024, 25 steps, CFG ~ 60 s on one A100-class GPU
+    ("sd15", "cpu"): 2.0e-5,  # estimate: ~100x the GPU
+}
+OVERHEAD_S = 5.0  # encoding the video, pictures, storing: seconds on top of the denoising loop
+
+
+def model_kind(spec) -> str:
+    """Which row of S_PER_UNIT a registry entry uses: the built-in tiny model, or an SD-1.5-size model."""
+    return "tiny" if spec.builtin == "tiny" else "sd15"
+
+
+def units(params: dict[str, Any]) -> float:
+    passes = 2 if params.get("guidance_scale", 0) > 1 else 1
+    return params["num_frames"] * params["height"] * params["width"] * params["steps"] * passes
+
+
+def estimated_seconds(params: dict[str, Any], model_kind: str, settings: Settings) -> float:
+    device = (settings.device or "cpu").split(":")[0]
+    rate = settings.cost_s_per_unit or S_PER_UNIT.get((model_kind, device), S_PER_UNIT[("sd15", device)])
+    return OVERHEAD_S + units(params) * rate
+
+
+def cost_refusal(params: dict[str, Any], model_kind: str, settings: Settings) -> str | None:
+    """Why the request cannot finish within the worker's time limit, or None."""
+    estimate = estimated_seconds(params, model_kind, settings)
+    limit = settings.task_soft_time_limit_s
+    if estimate <= limit:
+        return None
+    return (
+        f"this request would take about {estimate:.0f} s, over the workers' time limit of {limit} s "
+        "(DVD360_TASK_SOFT_TIME_LIMIT_S); ask for fewer frames, a smaller size or fewer steps"
+    )
