@@ -25,6 +25,7 @@ from worker.jobs import TERMINAL, queue_name
 router = APIRouter(tags=["jobs"])
 KEEP_ALIVE_S = 15
 QUEUE_POLL_S = 1.0  # how often a queued job's position is looked at while it waits
+FINAL_GRACE_S = 5.0  # a finished job's record is written just before its final event
 
 
 def latest_of_each_type(events: list[Event]) -> list[Event]:
@@ -63,8 +64,13 @@ async def job_events(svc: Services, hub: EventHub, job: dict, after: str | None,
         for event in backlog:
             state, last_id = state_after(event), event.id
             position = event.data.get("queue_position", position)
+        finished = job["state"] in TERMINAL  # its final event is a moment behind, or older than event streams
         while True:
-            event = await sub.next(QUEUE_POLL_S if state == "queued" else None)
+            event = await sub.next(FINAL_GRACE_S if finished else QUEUE_POLL_S if state == "queued" else None)
+            if event is None and finished:
+                data = {k: job.get(k) for k in ("state", "error", "error_type")}
+                yield await message(svc, job["id"], Event(last_id, job["state"], data), base)
+                return
             if event is None:  # still queued: the position as GET /jobs/{id} has it, which can only go down
                 waiting = int(await hub.client.llen(queue))
                 if position is None or waiting < position:

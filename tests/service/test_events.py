@@ -34,11 +34,12 @@ LONG = {**SMALL, "num_frames": 16, "steps": 100}  # runs long enough to be cance
 FINAL = {"succeeded", "failed", "canceled"}
 
 
-def read_events(base: str, job_id: str, headers=None, stop=None, timeout: float = 120) -> list[tuple[str, str, dict]]:
-    """Every event of one connection until the server closes it after the final event, or until `stop(event)` is
-    true (then the client disconnects)."""
+def read_events(base: str, job_id: str, headers=None, stop=None, timeout: float = 120, params=None) -> list:
+    """Every (id, type, data) of one connection until the server closes it after the final event, or until
+    `stop(event)` is true (then the client disconnects)."""
     events = []
-    with httpx.stream("GET", f"{base}/jobs/{job_id}/events", headers=headers or {}, timeout=timeout) as answer:
+    url = f"{base}/jobs/{job_id}/events"
+    with httpx.stream("GET", url, headers=headers or {}, params=params, timeout=timeout) as answer:
         assert answer.status_code == 200, answer.read()
         assert answer.headers["content-type"].startswith("text/event-stream")
         for event in sse_events(answer.iter_lines()):
@@ -115,12 +116,105 @@ def apis(serve_banner, tmp_path_factory):
                 process.kill()
 
 
+@pytest.fixture(scope="module")
+def bare_api(redis_url, tmp_path_factory):
+    """An API process on the session's Redis with no worker: the tests write the job's changes through JobStore, as
+    the API and workers do, and read what the stream makes of them."""
+    import redis
+
+    from worker.jobs import JobStore
+
+    port, log = free_port(), tmp_path_factory.mktemp("bare_api") / "api.log"
+    env = {"DVD360_REDIS_URL": redis_url, "DVD360_AUTH": "false", "DVD360_DATA_DIR": str(log.parent)}
+    process = start_api({**env, "DVD360_SIGNING_KEY": SIGNING_KEY}, log, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        yield SimpleNamespace(url=url, store=JobStore(redis.Redis.from_url(redis_url), 3600))
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def stored_job(store, **request) -> dict:
+    return store.create("anonymous", {"prompt": "x", "base_model": "tiny", **SMALL, **request})
+
+
+def test_resume_replay_and_nothing_after_the_final_event(bare_api) -> None:
+    store = bare_api.store
+    job = stored_job(store)
+    live: list = []
+    subscribed = threading.Event()
+    reader = threading.Thread(
+        target=lambda: live.extend(read_events(bare_api.url, job["id"], stop=lambda e: subscribed.set(), timeout=30))
+    )
+    reader.start()
+    assert subscribed.wait(30)  # it has the queued event: what follows reaches it live
+    store.transition(None, job["id"], "running")
+    for step in (1, 2, 3):
+        store.report_progress(None, job["id"], step, 3, 1.0)
+    store.publish(job["id"], "preview", {"step": 3, "total": 3, "image": "data:image/jpeg;base64,", "width": 256})
+    store.transition(None, job["id"], "succeeded", outputs={})
+    reader.join(timeout=30)
+    assert types(live) == ["queued", "running", "progress", "progress", "progress", "preview", "succeeded"]
+    assert store.publish(job["id"], "progress", {"step": 4}) is None  # nothing after the final event
+    after_first_step = live[2][0]
+    resumed = read_events(bare_api.url, job["id"], {"Last-Event-ID": after_first_step})
+    assert [e[0] for e in resumed] == [live[3][0], live[4][0], live[6][0]]  # the preview went with the job's end
+    assert types(read_events(bare_api.url, job["id"])) == ["succeeded"]
+    assert types(read_events(bare_api.url, job["id"], params={"last_event_id": "0"})) == [
+        "queued", "running", "progress", "progress", "progress", "succeeded"
+    ]  # fmt: skip
+
+
+def test_a_running_job_shows_its_latest_state_and_a_finished_one_without_a_stream_its_final(bare_api) -> None:
+    store = bare_api.store
+    job = stored_job(store)
+    store.transition(None, job["id"], "running")
+    for step in (1, 2):
+        store.report_progress(None, job["id"], step, 4, 3.0)
+    first = read_events(bare_api.url, job["id"], stop=lambda e: e[1] == "progress")
+    assert types(first) == ["queued", "running", "progress"] and first[-1][2]["step"] == 2
+    store.transition(None, job["id"], "failed", error="boom", error_type="input")
+    store.redis.delete(f"dvd360:events:{job['id']}")  # as a job from before event streams, or an expired stream
+    final = read_events(bare_api.url, job["id"])
+    assert types(final) == ["failed"] and final[0][2]["error_type"] == "input" and final[0][2]["job"]["error"] == "boom"
+
+
+def test_queue_position_goes_down_as_jobs_ahead_leave(bare_api) -> None:
+    store = bare_api.store
+    store.redis.delete("gen.tiny")
+    store.redis.lpush("gen.tiny", "ahead-1", "ahead-2")  # two messages ahead (no worker takes them here)
+    job = stored_job(store)
+    store.redis.lpush("gen.tiny", "this-job")
+    positions = []
+
+    def leave(event) -> bool:
+        positions.append(event[2]["queue_position"])
+        if len(positions) < 3:
+            store.redis.rpop("gen.tiny")  # the oldest leaves: the next poll reports one less
+        return len(positions) == 3
+
+    read_events(bare_api.url, job["id"], stop=leave, timeout=30)
+    store.redis.delete("gen.tiny")
+    assert positions == [3, 2, 1]
+
+
 def test_a_job_streams_queued_running_every_step_previews_then_succeeded(service) -> None:
     job = submit(service, **SMALL)
     events = read_events(service, job["id"])
     kinds = types(events)
-    assert kinds[0] == "queued" and events[0][2]["queue_position"] >= 1
-    assert kinds[1] == "running" and kinds[-1] == "succeeded", kinds
+    positions = [data["queue_position"] for _, kind, data in events if kind == "queued"]
+    assert kinds[0] == "queued" and positions[0] >= 1 and positions == sorted(positions, reverse=True)
+    assert kinds[len(positions)] == "running" and kinds[-1] == "succeeded", kinds  # queued again only when moving up
     progress = [data for _, kind, data in events if kind == "progress"]
     assert [p["step"] for p in progress] == [1, 2, 3, 4] and progress[-1]["percent"] == 100.0
     assert all(p["total"] == 4 and p["eta_s"] >= 0 for p in progress)
@@ -181,7 +275,7 @@ def test_deadlines_stop_a_running_job_and_a_queued_one_never_starts(service) -> 
 
 
 def test_a_reconnect_on_another_replica_with_last_event_id_loses_and_repeats_nothing(service, apis) -> None:
-    job = submit(service, **{**SMALL, "steps": 6})
+    job = submit(service, **SMALL)
     whole: list = []
     reader = threading.Thread(
         target=lambda: whole.extend(read_events(apis.replica, job["id"], {"Last-Event-ID": "0"})), daemon=True
@@ -193,7 +287,7 @@ def test_a_reconnect_on_another_replica_with_last_event_id_loses_and_repeats_not
     assert types(whole)[-1] == "succeeded"
     assert [e[0] for e in first + rest] == [e[0] for e in whole]  # the same events, once each, in order
     assert [e[1] for e in first + rest] == types(whole)
-    assert types(whole).count("progress") == 6 and types(whole).count("preview") == 3
+    assert types(whole).count("progress") == 4 and types(whole).count("preview") == 2
 
 
 def test_another_key_gets_404_and_no_key_401(apis) -> None:
@@ -208,7 +302,9 @@ def test_another_key_gets_404_and_no_key_401(apis) -> None:
 
 
 def test_prefer_wait_answers_with_the_finished_job_or_the_usual_202(service) -> None:
-    quick = httpx.post(f"{service}/generate", json={"prompt": "x", **SMALL}, headers={"Prefer": "wait=60"}, timeout=90)
+    quick = httpx.post(
+        f"{service}/generate", json={"prompt": "x", **SMALL, "steps": 1}, headers={"Prefer": "wait=60"}, timeout=90
+    )
     assert quick.status_code == 201 and quick.headers["preference-applied"] == "wait=60", quick.text
     assert quick.json()["state"] == "succeeded" and quick.json()["outputs"]["video_url"]
     started = time.monotonic()
@@ -243,8 +339,8 @@ def test_webhook_events_filter_and_progress_throttle(service) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        chosen = submit(service, **{**SMALL, "steps": 6}, webhook_url=url, webhook_events=["progress", "completed"])
-        default = submit(service, **SMALL, webhook_url=url)
+        chosen = submit(service, **SMALL, webhook_url=url, webhook_events=["progress", "completed"])
+        default = submit(service, **{**SMALL, "steps": 1}, webhook_url=url)
         for job in (chosen, default):
             assert types(read_events(service, job["id"]))[-1] == "succeeded"
         deadline = time.monotonic() + 30
@@ -268,13 +364,13 @@ def test_webhook_events_filter_and_progress_throttle(service) -> None:
 def test_cli_submit_waits_with_a_progress_bar_and_downloads_the_outputs(service, tmp_path) -> None:
     done = subprocess.run(
         [str(Path(sys.executable).parent / "dvd360"), "submit", "--server", service, "--prompt", "a forest road",
-         "--wait", "--out", str(tmp_path / "out"), "--frames", "8", "--height", "64", "--steps", "3", "--seed", "2"],
+         "--wait", "--out", str(tmp_path / "out"), "--frames", "8", "--height", "64", "--steps", "2", "--seed", "2"],
         capture_output=True, text=True, timeout=180, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["state"] == "succeeded" and summary["seed"] == 2
-    assert "3/3" in done.stderr  # the tqdm bar reached the last step
+    assert "2/2" in done.stderr  # the tqdm bar reached the last step
     probe = video_stream(Path(summary["files"]["video"]))
     assert (probe["width"], probe["height"]) == (128, 64)
     assert Path(summary["files"]["poster"]).read_bytes()[:2] == b"\xff\xd8"
