@@ -87,12 +87,17 @@ const onEvent = {
   progress: (data) => showProgress(data),
   preview: (data) => viewer.showImage(data.image).catch(() => {}), // a broken preview is no reason to stop
   succeeded: (data) => finish(data.job),
-  failed: (data) => finish({ ...data.job, error: data.error, error_type: data.error_type }),
-  canceled: (data) => finish({ ...data.job, error_type: data.error_type }),
+  failed: (data) => finish(data.job && { ...data.job, error: data.error, error_type: data.error_type }),
+  canceled: (data) => finish(data.job && { ...data.job, error_type: data.error_type }),
 };
 
-function finish(job) {
-  showJob(job);
+// A final event without the job (it expired meanwhile) still ends the view, from GET /jobs/{id}.
+async function finish(job) {
+  try {
+    showJob(job || (await api.job(current.id)));
+  } catch (err) {
+    setStatus(null, `the job ended, but cannot be read: ${err.message}`);
+  }
   refreshJobs();
 }
 

@@ -28,6 +28,7 @@ export class PanoramaViewer {
     this.lat = 0; // pitch in degrees
     this.source = "none"; // "image" (a preview while the job runs) or "video" (the result)
     this.previews = 0; // preview images shown so far
+    this.generation = 0; // bumped by clear(), so a preview still decoding for the previous job is dropped
     this.orientation = null; // {offset} while the phone's turning drives the view
     this.video = Object.assign(document.createElement("video"), {
       muted: true,
@@ -65,10 +66,11 @@ export class PanoramaViewer {
 
   // A still ERP picture (a data: URL or a link), e.g. the job's preview while it denoises.
   async showImage(url) {
+    const generation = this.generation;
     const picture = new Image();
     picture.src = url;
     await picture.decode();
-    if (this.source === "video") return; // the result arrived first
+    if (this.source === "video" || generation !== this.generation) return; // the result came first, or another job
     const texture = new THREE.Texture(picture);
     texture.colorSpace = THREE.SRGBColorSpace;
     texture.needsUpdate = true;
@@ -87,6 +89,7 @@ export class PanoramaViewer {
 
   // Back to an empty sphere (another job was opened).
   clear() {
+    this.generation += 1;
     this.video.removeAttribute("src");
     this.video.load();
     this.imageTexture?.dispose();
