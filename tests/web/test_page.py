@@ -160,6 +160,25 @@ def test_desktop_layout_and_the_form_follows_the_models(open_page, service) -> N
     largest = page.evaluate("document.querySelector('#size').options[0].value")
     assert largest == f"{limits['max_height']}x{2 * limits['max_height']}"
 
+    # length and loop controls reach the request (answered here by the test, so no job runs)
+    sent = []
+
+    def refuse(route) -> None:
+        sent.append(route.request.post_data_json)
+        route.fulfill(status=422, json={"detail": [{"loc": ["body", "num_frames"], "msg": "stopped by the test"}]})
+
+    page.route("**/generate", refuse)
+    page.fill("#prompt", "a loop")
+    page.fill("#num-frames", str(limits["max_frames"]))
+    page.check("#loop")
+    page.select_option("#interpolate-to", "24")
+    hint = page.text_content("#length-hint")
+    assert hint.startswith(f"{limits['max_frames']} frames at {defaults['fps']} fps") and "loops seamlessly" in hint
+    page.click("#submit")
+    page.wait_for_selector("#form-error:has-text('num_frames: stopped by the test')", timeout=10_000)
+    assert sent[0]["loop"] is True and sent[0]["interpolate_to"] == 24
+    assert sent[0]["num_frames"] == limits["max_frames"] and sent[0]["base_model"] == "tiny"
+
 
 @pytest.mark.timeout(240)  # about 15 s on an idle machine; the generous bound is for a loaded one
 def test_generate_watch_share_and_look_around(open_page, service) -> None:

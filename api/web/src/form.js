@@ -57,12 +57,12 @@ export function fillModels(list) {
   applyModel($("base-model").value);
 }
 
-// "16 frames at 8 fps: 2.0 s, smoothed to 24 fps, loops seamlessly"
+// "16 frames at 8 fps: 2.0 s, interpolated to 24 fps, loops seamlessly"
 export function describeLength() {
   const frames = Number($("num-frames").value);
   const fps = Number($("fps").value);
   const parts = [`${frames} frames at ${fps} fps: ${(frames / fps).toFixed(1)} s`];
-  if ($("interpolate-to").value) parts.push(`smoothed to ${$("interpolate-to").value} fps`);
+  if ($("interpolate-to").value) parts.push(`interpolated to ${$("interpolate-to").value} fps`);
   if ($("loop").checked) parts.push("loops seamlessly");
   $("length-hint").textContent = frames && fps ? parts.join(", ") : "";
 }
