@@ -44,7 +44,8 @@ def processes_in_sessions(sessions: set[int]) -> list[int]:
         if not entry.isdigit():
             continue
         with contextlib.suppress(OSError):
-            if os.getsid(int(entry)) in sessions and " Z " not in Path(f"/proc/{entry}/stat").read_text()[-200:]:
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if os.getsid(int(entry)) in sessions and state != "Z":
                 found.append(int(entry))
     return found
 
