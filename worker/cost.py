@@ -3,9 +3,10 @@ guidance, which runs the UNet twice), times seconds per unit measured for the mo
 type. A request whose estimate is over the worker's time limit is a 422 naming the limit, instead of running
 until the limit kills it. Torch-free (the API calls it).
 
-Seconds per unit: ("tiny", "cpu") measured here by benchmarks/calibrate_cost.py (tiny model, 2 CPU cores, the
-slowest size measured); the others are estimates from published timings, not measured on this project's machines:
-set DVD360_COST_S_PER_UNIT to a figure measured on your workers (the same script prints it)."""
+Seconds per unit: ("tiny", "cpu") measured here by benchmarks/calibrate_cost.py (tiny model, 2 CPU cores shared by
+many processes: CPU seconds per torch thread, 1.4e-5 to 3.5e-5 over three sizes, so 2.5e-5 is conservative); the
+others are estimates from published timings, not measured on this project's machines: set DVD360_COST_S_PER_UNIT
+to a figure measured on your workers (the same script prints it)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typing import Any
 from worker.settings import Settings
 
 S_PER_UNIT = {
-    ("tiny", "cpu"): 2.0e-7,  # measured: see the module docstring
-    ("tiny", "cuda"): 2.0e-8,  # estimate
+    ("tiny", "cpu"): 2.5e-5,  # measured: see the module docstring
+    ("tiny", "cuda"): 1.0e-7,  # estimate
     ("sd15", "cuda"): 1.5e-7,  # estimate: 16 x 512 x 1024, 25 steps, CFG ~ 60 s on one A100-class GPU
     ("sd15", "cpu"): 2.0e-5,  # estimate: ~100x the GPU
 }
