@@ -83,7 +83,9 @@ def list_models(folder: Dir = None, catalogue: CatalogueOption = None) -> None:
     typer.echo(f"{'NAME':<14} {'STATUS':<10} {'DOWNLOAD':>10} {'ON DISK':>9}  DESCRIPTION")
     for name, status, download, on_disk, description, _ in rows:
         typer.echo(f"{name:<14} {status:<10} {download:>10} {on_disk:>9}  {description}")
-    typer.echo("licences: " + "; ".join(sorted({lic for *_, licences in rows for lic in licences})))
+    licences = sorted({lic for *_, model_licences in rows for lic in model_licences})
+    if licences:
+        typer.echo("licences: " + "; ".join(licences))
 
 
 @models_app.command("pull")

@@ -62,12 +62,19 @@ class Puller:
             staging = self.store.staging_dir(component.name)
             staging.mkdir(parents=True, exist_ok=True)
             self._check_space(component, staging)
+            first_use = []
             for file in component.files:
                 target = staging / file.path
                 source = "kept from an earlier run"
                 if not target.is_file():
                     source = fetch(component, file, target, self.retry, self.progress)
-                self._verify_new(component, file.path, target, source)
+                if self._verify_new(component, file.path, target, source):
+                    first_use.append(file.path)
+            if first_use:
+                self.say(
+                    f"{component.name}: no published sha256 for {', '.join(first_use)}; their hashes are now recorded "
+                    f"in {self.store.lock_path} (trust on first use: every later pull must match them)"
+                )
             self.store.install(component)
             self.say(f"{component.name}: verified and installed in {self.store.component_dir(component.name)}")
 
@@ -77,8 +84,9 @@ class Puller:
         if needed > free:
             raise disk_full(staging, OSError(28, f"needs {needed} bytes, {free} free"))
 
-    def _verify_new(self, component: Component, path: str, target: Path, source: str) -> None:
-        """Refuse a file whose size or hash differs from the published or recorded one; record it otherwise."""
+    def _verify_new(self, component: Component, path: str, target: Path, source: str) -> bool:
+        """Refuse a file whose size or hash differs from the published or recorded one; record it otherwise.
+        True when this is the file's first use (no hash published or recorded before)."""
         file = next(f for f in component.files if f.path == path)
         recorded = self.store.recorded(component.name).get(path)
         size = target.stat().st_size
@@ -94,11 +102,6 @@ class Puller:
                 f"{path} from {source}: sha256 {digest} does not match the {trust} {expected}; refused, nothing "
                 "installed (a changed or corrupted file; pull again, or delete its lock entry if the change is wanted)"
             )
-        if file.sha256 is None and recorded is None:
-            self.say(
-                f"{component.name}/{path}: no published sha256; recorded {digest} in {self.store.lock_path} "
-                "(trust on first use: later pulls must match it)"
-            )
         self.store.record(
             component.name,
             path,
@@ -110,6 +113,7 @@ class Puller:
                 "at": (recorded or {}).get("at") or datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
+        return file.sha256 is None and recorded is None
 
     def registry_entry(self, model: CatalogueModel) -> dict:
         """Paths relative to the models folder, so the folder can move or be mounted elsewhere."""

@@ -82,7 +82,10 @@ def test_trust_on_first_use_then_a_changed_file_is_refused(server, tmp_path) -> 
     catalogue = one_file_catalogue(tmp_path / "c.yaml", {"urls": [f"{server.url}/files/blob.bin"]})
     env = pull_env(server, tmp_path, catalogue)
     first = dvd360(env, "models", "pull", "blob")
-    assert first.returncode == 0 and f"recorded {sha256(BLOB)}" in first.stderr and "trust on first use" in first.stderr
+    assert first.returncode == 0 and "c: no published sha256 for blob.bin" in first.stderr
+    assert "trust on first use" in first.stderr
+    recorded = json.loads((tmp_path / "models" / "models.lock.json").read_text())["components"]["c"]["blob.bin"]
+    assert recorded["sha256"] == sha256(BLOB) and recorded["trust"] == "first use"
     assert dvd360(env, "models", "rm", "blob").returncode == 0
 
     server.files["blob.bin"] = BLOB[::-1]  # the same URL now serves other bytes
