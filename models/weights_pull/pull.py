@@ -50,6 +50,8 @@ class Puller:
             return None
         except PullError as exc:
             return str(exc)
+        except OSError as exc:  # e.g. a read-only mount (a worker container) or no space left for the lock file
+            return f"cannot write {exc.filename or self.store.root}: {exc.strerror}; pull where the folder is writable"
 
     def ensure(self, component: Component) -> None:
         if self.store.is_installed(component):  # no lock needed to see it: installs are renames
