@@ -256,16 +256,27 @@ def test_generate_watch_share_and_look_around(open_page, service) -> None:
 
 
 @pytest.mark.timeout(240)  # a cancel lands at the next step, which a loaded machine makes long
-def test_cancel_a_running_job(open_page, service) -> None:
+def test_queue_position_then_cancel_queued_and_running_jobs(open_page, service) -> None:
+    """A job behind a long one shows its place in line and cancels at once; the long one cancels while running."""
     page = open_page(DESKTOP)
-    page.fill("#prompt", "a long job to cancel")
-    page.fill("#steps", page.get_attribute("#steps", "max"))
-    page.click("#submit")
-    page.wait_for_selector("#job-status[data-state=running]", timeout=60_000)
-    page.click("#cancel")
-    page.wait_for_selector("#job-status[data-state=canceled]", timeout=120_000)
-    shot(page, "canceled")
-    assert int(page.get_attribute("#progress-bar", "data-percent")) < 100
+    with httpx.Client(base_url=service, timeout=10) as client:
+        steps = int(page.get_attribute("#steps", "max"))
+        long_job = client.post("/generate", json={"prompt": "a long job to cancel", "steps": steps}).json()["id"]
+        try:
+            page.fill("#prompt", "a job that waits in line")
+            page.click("#submit")
+            page.wait_for_selector("#job-status[data-state=queued]:has-text('in line')", timeout=30_000)
+            page.click("#cancel")
+            page.wait_for_selector("#job-status[data-state=canceled]", timeout=30_000)
+
+            page.goto(f"{service}/#job={long_job}")
+            page.wait_for_selector("#job-status[data-state=running]", timeout=60_000)
+            page.click("#cancel")
+            page.wait_for_selector("#job-status[data-state=canceled]", timeout=120_000)
+            shot(page, "canceled")
+            assert int(page.get_attribute("#progress-bar", "data-percent")) < 100
+        finally:
+            client.post(f"/jobs/{long_job}/cancel")
 
 
 @pytest.mark.timeout(240)
