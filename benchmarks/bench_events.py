@@ -145,7 +145,7 @@ def preview_overhead(args: argparse.Namespace) -> dict:
 
     full = args.size == "full"
     shape = {"num_frames": 16 if full else 8, "height": 512 if full else 64, "width": 1024 if full else 128}
-    steps = 25 if full else 20
+    steps = args.steps or (25 if full else 8)
     pipe = Panorama360Pipeline.from_components(**build_components(args.size), device=args.device)
     default_every = Settings.model_fields["preview_every"].default
     redis_port = free_port()
@@ -200,6 +200,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--steps", type=int, help="Denoising steps per run (default: 8 tiny, 25 full).")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-streams", action="store_true", help="Only the preview overhead (e.g. on a GPU box).")
     args = parser.parse_args()
