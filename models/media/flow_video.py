@@ -103,7 +103,10 @@ def decode_rgb(
 
 
 def _to_condition(frames: np.ndarray) -> np.ndarray:
-    return (frames.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)
+    condition = frames.astype(np.float32)
+    condition /= 127.5  # in place: the condition is the largest array a worker builds from an upload
+    condition -= 1.0
+    return condition.transpose(0, 3, 1, 2)
 
 
 def read_flow_condition(path: str | Path, num_frames: int = 16, height: int = 512, width: int = 1024) -> np.ndarray:
@@ -138,4 +141,4 @@ def load_flow_condition(
         flow = resize_flow(flow[sample_indices(len(flow), num_frames)], height, width)
     else:
         raise FlowInputError(f"unknown motion kind {kind!r}; use one of {', '.join(FLOW_KINDS)}")
-    return _to_condition(encode_flow(flow))
+    return _to_condition(np.stack([encode_flow(field) for field in flow]))  # per field: float64 temporaries stay small
