@@ -4,7 +4,9 @@ benchmarks/reliability_figures.py."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import struct
 import subprocess
 import zipfile
@@ -378,11 +380,17 @@ def make_hostile_files(folder: Path) -> list[tuple[Hostile, Path]]:
     return made
 
 
-_cache: dict[str, bytes] = {}
+# Made files are kept (ignored by git) under the digest of this module: making the set runs ffmpeg ~40 times, and
+# several tests and the benchmark use it; a change here makes a fresh set.
+CACHE = Path(__file__).resolve().parents[1] / "test-artifacts" / "hostile-files"
+CACHE /= hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 def _made(name: str, maker: Maker, scratch: Path) -> bytes:
-    """Each file is made once per process (several tests and the benchmark use the whole set)."""
-    if name not in _cache:
-        _cache[name] = maker(scratch)
-    return _cache[name]
+    cached = CACHE / name
+    if not cached.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{name}.{os.getpid()}")
+        partial.write_bytes(maker(scratch))
+        partial.replace(cached)  # whole files only, even with tests running side by side
+    return cached.read_bytes()
