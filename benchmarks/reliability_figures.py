@@ -1,5 +1,6 @@
 """Reliability figures as JSON (not a test): runs tests/reliability (real Redis, Celery workers killed with
-SIGKILL, Redis restarted, S3 stopped, schemathesis fuzzing, hostile files), then adds up what they measured.
+SIGKILL, Redis restarted, S3 stopped, schemathesis fuzzing, hostile files, every fault class of issue 14), then adds
+up what they measured; `fault_classes` has one row per injected fault class.
 
 Goal: lost = duplicated = stuck = 5xx = 0.  Run: PYTHONPATH=. .venv/bin/python benchmarks/reliability_figures.py
 """
@@ -45,6 +46,40 @@ def hostile_upload_memory() -> dict:
     return figures
 
 
+# fault class -> (figures file written by its test in tests/reliability, the error_type its failed jobs must carry)
+FAULT_CLASSES = {
+    "uncaught exception types (test hook)": ("exception_types", "out_of_memory|storage|internal"),
+    "soft time limit": ("soft_time_limit", "timeout"),
+    "child SIGKILL, slow-loading model": ("child_sigkill_slow_model", None),
+    "worker SIGKILL mid-job": ("worker_kills", None),
+    "lost broker message": ("lost_message", "internal"),
+    "lapsed lease (worker vanished)": ("lapsed_lease", "internal"),
+    "full temp disk": ("full_temp_disk", "storage"),
+    "deleted upload": ("deleted_upload", "input"),
+    "S3 outage": ("s3_outage", "storage"),
+}
+
+
+def fault_class_table(parts: dict) -> dict:
+    """Per injected fault class: jobs submitted / succeeded / failed with the right error_type / stuck / lost."""
+    table = {}
+    for name, (part, error_type) in FAULT_CLASSES.items():
+        p = parts.get(part)
+        if p is None:
+            table[name] = "not run (its test failed or was skipped: see pytest_summary)"
+            continue
+        stuck, lost = p.get("stuck", 0), p.get("lost", 0)
+        table[name] = {
+            "submitted": p["jobs"],
+            "succeeded": p.get("succeeded", p["jobs"] - stuck - lost),
+            "failed_right_error_type": p.get("failed_with_right_error_type", 0),
+            "expected_error_type": error_type,
+            "stuck": stuck,
+            "lost": lost,
+        }
+    return table
+
+
 def main() -> int:
     shutil.rmtree(FIGURES, ignore_errors=True)
     run = subprocess.run(
@@ -67,6 +102,7 @@ def main() -> int:
         "5xx": parts.get("fuzz", {}).get("5xx"),
         "hostile_files": parts.get("hostile_files", {}).get("hostile_files"),
         "hostile_files_rejected": parts.get("hostile_files", {}).get("hostile_files_rejected"),
+        "fault_classes": fault_class_table(parts),
         "details": parts,
     }
     print(json.dumps(figures, indent=1))

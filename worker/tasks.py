@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import redis
+from billiard.exceptions import SoftTimeLimitExceeded
 
 from worker.celery_app import app
 from worker.deadlines import cancel_fields, deadline_passed
@@ -64,6 +65,8 @@ def _store_outputs(storage, job_id: str, files: dict[str, Path], retries: int) -
             for name, path in files.items():
                 storage.put(output_key(job_id, name), path)
             return
+        except SoftTimeLimitExceeded:
+            raise  # the job's time is up: a timeout, not a storage failure
         except Exception as exc:  # boto3/botocore raise many unrelated types; every one means "not stored"
             log.warning("job %s: storing results failed (attempt %d): %s", job_id, attempt + 1, exc)
             if attempt == retries:
@@ -80,8 +83,8 @@ def _fetch_upload(storage, key: str, target: Path) -> None:
     except FileNotFoundError:
         raise JobFailure("input", UPLOAD_GONE) from None
     except Exception as exc:  # botocore: a 404 is a missing upload, anything else the storage failing
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-        if code in ("404", "NoSuchKey"):
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
             raise JobFailure("input", UPLOAD_GONE) from None
         raise
 

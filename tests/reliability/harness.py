@@ -38,6 +38,7 @@ class Stack:
             # a dead worker's lease lapses in 5 s and the reaper looks twice a second (production: 60 s, 15 s)
             "DVD360_JOB_LEASE_S": "5",
             "DVD360_REAPER_INTERVAL_S": "0.5",
+            "DVD360_HEARTBEAT_FILE": str(folder / "worker.heartbeat"),
             **env,
         }
         self.redis: subprocess.Popen | None = None
@@ -58,8 +59,21 @@ class Stack:
         self.redis.terminate()  # SIGTERM: Redis flushes its append-only file before exiting
         self.redis.wait(timeout=10)
 
-    def start_worker(self) -> None:
+    def start_worker(self, wait: bool = True) -> None:
+        """Start a worker; with `wait`, return once its pool child has loaded the model (its heartbeat says ready),
+        so the tests' deadlines time jobs, not a warm-up that a loaded machine stretches to a minute."""
+        previous = self.heartbeat().get("pid")
         self.worker = start_worker(self.env, self.folder / "worker.log")
+        deadline = time.monotonic() + 240
+        while wait and ((beat := self.heartbeat()).get("pid") == previous or beat.get("state") != "ready"):
+            assert time.monotonic() < deadline and self.worker.poll() is None, self.log()
+            time.sleep(0.2)
+
+    def heartbeat(self) -> dict:
+        try:
+            return json.loads(Path(self.env["DVD360_HEARTBEAT_FILE"]).read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
 
     def kill_worker(self) -> None:
         os.killpg(self.worker.pid, signal.SIGKILL)  # the parent and its pool child, with no warning
