@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from cli.serve import free_port
-from tests.hostile_files import HOSTILE, make_hostile_files
+from tests.hostile_files import HOSTILE, join_videos, make_hostile_files
 from tests.hostile_memory import api_peak_growth, worker_peak_growth
 from tests.reliability.harness import write_figures
 from worker.settings import Settings
@@ -68,6 +68,26 @@ def test_hostile_files_stay_within_a_memory_budget(redis_url, tmp_path) -> None:
         {f"{who}_{k}": round(figures[k], 1) for who, figures in (("api", api), ("worker", worker)) for k in figures
          if k.endswith("_mb")},
     )  # fmt: skip
+
+
+def test_a_size_change_past_the_apis_check_fails_the_job_in_the_worker(service, tmp_path) -> None:
+    """The API decodes the first 9 frames of an upload; a video that grows at frame 12 passes there, and the
+    worker (the embedded service's real Celery worker) decoding 17 frames refuses it: the job fails with the
+    reason, nothing larger is ever decoded."""
+    path = tmp_path / "late-growth.mkv"
+    join_videos(path, [("128x64", 12, ("-c:v", "mjpeg")), ("512x256", 6, ("-c:v", "mjpeg"))])
+    with httpx.Client(base_url=service, timeout=30) as client:
+        flow = client.post("/flows", files={"file": (path.name, path.read_bytes())}, data={"kind": "flow_video"})
+        assert flow.status_code == 201, flow.text
+        body = {"prompt": "x", "flow_id": flow.json()["id"], "num_frames": 16, "height": 64, "width": 128, "steps": 1}
+        job = client.post("/generate", json=body)
+        assert job.status_code == 202, job.text
+        deadline = time.monotonic() + 90
+        while (state := client.get(f"/jobs/{job.json()['id']}").json())["state"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+    assert state["state"] == "failed", state
+    assert "frame 12 is 512 x 256 but the video starts at 128 x 64" in state["error"], state
 
 
 def test_traversal_and_control_characters(api, tmp_path) -> None:
