@@ -109,8 +109,11 @@ def _archive_member(name: str, file: BinaryIO, size: int, stack: ExitStack) -> t
     if at < 0 or len(tail) - at < EOCD.size:
         raise FlowInputError(f"{name}: not a zip archive; save the flow with numpy.savez or numpy.save")
     *_, entries, directory_bytes, _, _ = EOCD.unpack_from(tail, at)
-    if entries > MAX_MEMBERS or directory_bytes > MAX_MEMBERS * 1024:  # zip64 end records read as 0xFFFF...
-        raise FlowInputError(f"{name}: the archive lists {entries} entries; a flow archive holds one array")
+    # zipfile reads the whole directory and parses every entry in it: both are bounded (zip64 reads as 0xFFFF...)
+    if entries > MAX_MEMBERS or directory_bytes > MAX_MEMBERS * 1024:
+        raise FlowInputError(
+            f"{name}: the archive lists {entries} entries in {directory_bytes} bytes; a flow archive holds one array"
+        )
     file.seek(0)
     archive = stack.enter_context(zipfile.ZipFile(file))
     arrays = [info for info in archive.infolist() if info.filename.endswith(".npy")]
