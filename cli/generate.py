@@ -57,6 +57,10 @@ def generate(
     circular_padding: Annotated[bool, typer.Option(help="Width-circular padding from half-way.")] = True,
     fps: Annotated[int | None, typer.Option(min=1, max=FPS_MAX, help=DEFAULT_HELP)] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when present).")] = None,
+    loop: Annotated[bool, typer.Option(help="A seamless loop: the last frame flows into the first.")] = False,
+    interpolate_to: Annotated[
+        int | None, typer.Option(help="Motion-compensated frame interpolation to 24 or 30 fps for players.")
+    ] = None,
 ) -> None:
     """Generate a 360° video locally and write it as an MP4 that players recognise as spherical."""
     from tqdm import tqdm
@@ -66,6 +70,7 @@ def generate(
     from models.loading import load_pipeline, load_pipeline_folder
     from models.media.errors import FlowInputError
     from models.media.flow_video import load_flow_condition
+    from models.media.interpolate import check_rate, interpolate_frames
     from models.media.video_writer import write_video
     from models.registry import RegistryError, load_registry
     from worker.settings import get_settings
@@ -96,6 +101,10 @@ def generate(
     frames, height, width, steps, guidance, fps = (
         params[k] for k in ("num_frames", "height", "width", "steps", "guidance_scale", "fps")
     )
+    try:
+        check_rate(interpolate_to, fps)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--interpolate-to") from exc
     condition = None
     if flow is not None:
         kind = flow_kind or _guess_flow_kind(flow)
@@ -103,7 +112,7 @@ def generate(
             raise typer.BadParameter(f"use one of {', '.join(FLOW_KINDS)}", param_hint="--flow-kind")
         backend = flow_backend(flow_backend_name, raft_weights, device, "--flow-backend")
         try:
-            condition = load_flow_condition(flow, kind, frames, height, width, backend)
+            condition = load_flow_condition(flow, kind, frames, height, width, backend, loop)
         except FlowInputError as exc:
             raise typer.BadParameter(str(exc), param_hint="--flow") from exc
         except CheckpointError as exc:
@@ -132,13 +141,19 @@ def generate(
             adapter_scale=adapter_scale,
             enhancements=Enhancements(latent_rotation, rotate_features, circular_padding),
             progress=lambda done, total: bar.update(done - bar.n),
+            loop=loop,
         )
     sampled = time.perf_counter()
-    path = write_video(video.chunks(), out, fps=fps)  # decodes while encoding
+    chunks = video.chunks()  # decoded while encoding
+    if interpolate_to:
+        chunks = interpolate_frames(chunks, frames, fps, interpolate_to, loop)
+    path = write_video(chunks, out, fps=interpolate_to or fps)
     summary = {
         "out": str(path),
         "seed": video.seed,
         "frames": frames,
+        "loop": loop,
+        "fps": interpolate_to or fps,
         "size": [height, width],
         "load_s": round(loaded - started, 2),
         "sample_s": round(sampled - loaded, 2),

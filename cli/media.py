@@ -114,7 +114,10 @@ def inject(
         raise typer.BadParameter(str(exc), param_hint="VIDEO") from exc
 
 
-def evaluate(video: Annotated[Path, typer.Argument(help="A panoramic (equirectangular, 2:1) video.")]) -> None:
+def evaluate(
+    video: Annotated[Path, typer.Argument(help="A panoramic (equirectangular, 2:1) video.")],
+    window: Annotated[int, typer.Option(min=1, help="The context window length it was generated with.")] = 16,
+) -> None:
     """Print a panoramic video's scores as JSON (pixels in [0, 1]; lower is better for all three differences).
 
     \b
@@ -124,6 +127,11 @@ def evaluate(video: Annotated[Path, typer.Argument(help="A panoramic (equirectan
                        the seam looks like any other column boundary; above 1.5 a seam shows.
     frame_consistency  mean |frame t+1 - frame t|: how much consecutive frames change (0 = a still; ~0.01-0.05
                        is steady motion; large values are flicker).
+    loop_closure       mean |first frame - last frame| over the median consecutive difference: about 1 means the
+                       video loops without a jump (at most 1.2 for `--loop` videos); free for others.
+    window_seam_ratio  mean difference into frames at multiples of --window (where context windows of long
+                       videos meet) over the mean elsewhere: about 1 means the windows do not show; null for
+                       videos of at most one window.
     A file that is not 2:1 is scored but warned about: its seam metrics assume a full 360° width.
     """
     from models.media.errors import FlowInputError, VideoFileError
@@ -132,6 +140,6 @@ def evaluate(video: Annotated[Path, typer.Argument(help="A panoramic (equirectan
     if reason := _not_erp(video):
         typer.echo(f"warning: {reason}; seam scores assume a full 360° panorama", err=True)
     try:
-        typer.echo(json.dumps(evaluate_video(video)))
+        typer.echo(json.dumps(evaluate_video(video, window)))
     except (VideoFileError, FlowInputError) as exc:
         raise typer.BadParameter(str(exc), param_hint="VIDEO") from exc

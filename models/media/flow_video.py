@@ -15,12 +15,22 @@ from models.media.errors import FlowInputError
 from models.media.flow_encoding import encode_flow
 from models.media.flow_extract import FlowBackend, extract_flow
 from models.media.flow_kinds import FLOW_KINDS
-from models.media.raw_flow import read_raw_flow, resize_flow
+from models.media.raw_flow import raw_flow_count, read_raw_flow, resize_flow
 from models.media.video_reader import CorruptVideo, open_video, read_frames
 
 
-def sample_indices(available: int, num_frames: int) -> np.ndarray:
-    """The published sampling: linspace(0, n, n) rounded down (0, 1, ..., 14, 16 for 16), within the video."""
+def sample_indices(available: int, num_frames: int, loop: bool = False) -> np.ndarray:
+    """The published sampling, for any length: linspace(0, n, n) rounded down (0, 1, ..., 14, 16 for 16), within
+    the condition. A condition with fewer frames than the video is refused, or, for a `loop`, repeated from its
+    start; a single field is constant motion and serves every frame."""
+    if 1 < available < num_frames:
+        if not loop:
+            raise FlowInputError(
+                f"the motion condition has {available} frames but {num_frames} frames were asked for: give a "
+                f"condition with at least {num_frames} frames, ask for at most {available} frames, or set loop "
+                "to repeat it"
+            )
+        return np.arange(num_frames) % available
     return np.minimum(np.linspace(0, num_frames, num_frames).astype(int), available - 1)
 
 
@@ -109,12 +119,14 @@ def _to_condition(frames: np.ndarray) -> np.ndarray:
     return condition.transpose(0, 3, 1, 2)
 
 
-def read_flow_condition(path: str | Path, num_frames: int = 16, height: int = 512, width: int = 1024) -> np.ndarray:
+def read_flow_condition(
+    path: str | Path, num_frames: int = 16, height: int = 512, width: int = 1024, loop: bool = False
+) -> np.ndarray:
     # the published sampling never reaches past frame num_frames
     frames = decode_rgb(path, num_frames + 1, (height, width))
     if not frames:
         raise FlowInputError(f"{Path(path).name}: the video has no frames")
-    return _to_condition(np.stack([frames[i] for i in sample_indices(len(frames), num_frames)]))
+    return _to_condition(np.stack([frames[i] for i in sample_indices(len(frames), num_frames, loop)]))
 
 
 def read_panorama_clip(
@@ -127,18 +139,33 @@ def read_panorama_clip(
 
 
 def load_flow_condition(
-    path: str | Path, kind: str, num_frames: int, height: int, width: int, backend: FlowBackend | str = "dis"
+    path: str | Path,
+    kind: str,
+    num_frames: int,
+    height: int,
+    width: int,
+    backend: FlowBackend | str = "dis",
+    loop: bool = False,
 ) -> np.ndarray:
     """A motion file of the given kind as a flow condition (the published frame sampling for every kind);
     `backend` measures a panorama clip's flow."""
     if kind == "flow_video":
-        return read_flow_condition(path, num_frames, height, width)
+        return read_flow_condition(path, num_frames, height, width, loop)
     if kind == "raw_flow":  # only the sampled fields are read, each resized as it is read
-        flow = read_raw_flow(path, lambda count: sample_indices(count, num_frames), (height, width))
+        flow = read_raw_flow(path, lambda count: sample_indices(count, num_frames, loop), (height, width))
     elif kind == "panorama_clip":
         frames = read_panorama_clip(path, num_frames + 2, (height, width))  # sampled flows reach frame num_frames + 1
         flow = extract_flow(np.stack(frames), backend)
-        flow = resize_flow(flow[sample_indices(len(flow), num_frames)], height, width)
+        flow = resize_flow(flow[sample_indices(len(flow), num_frames, loop)], height, width)
     else:
         raise FlowInputError(f"unknown motion kind {kind!r}; use one of {', '.join(FLOW_KINDS)}")
     return _to_condition(np.stack([encode_flow(field) for field in flow]))  # per field: float64 temporaries stay small
+
+
+def motion_length(path: str | Path, kind: str) -> int:
+    """How many motion fields a file offers to the published sampling (what `sample_indices` sees as available),
+    from headers and demuxing only: a clip of n frames holds n - 1 flows."""
+    if kind == "raw_flow":
+        return raw_flow_count(path)
+    frames = check_video_policy(path)
+    return frames - 1 if kind == "panorama_clip" else frames
