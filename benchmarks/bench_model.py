@@ -71,6 +71,7 @@ def run_variant(args: argparse.Namespace) -> dict:
     import torch
     from diffusers import AnimateDiffPipeline
 
+    from models.devices import default_decode_chunk_size
     from models.pipeline import Panorama360Pipeline
 
     components = build_components(args.size)
@@ -82,7 +83,7 @@ def run_variant(args: argparse.Namespace) -> dict:
     if args.variant == "ours":
 
         def generate(steps: int) -> None:
-            pipe(
+            video = pipe(
                 "a volcano with smoke",
                 num_inference_steps=steps,
                 guidance_scale=7.5,
@@ -90,6 +91,8 @@ def run_variant(args: argparse.Namespace) -> dict:
                 **shape,
                 progress=lambda i, n: stamps.append(time.perf_counter()),
             )
+            for _ in video.chunks():  # decoding is part of the job (diffusers decodes inside its call)
+                pass
     else:
         from models.groupnorm_v1 import use_animatediff_v1_norms
 
@@ -112,7 +115,7 @@ def run_variant(args: argparse.Namespace) -> dict:
                 guidance_scale=7.5,
                 output_type="np",
                 generator=torch.Generator("cpu").manual_seed(0),
-                decode_chunk_size=pipe.decode_chunk_size,
+                decode_chunk_size=default_decode_chunk_size(device),
                 callback_on_step_end=lambda p, i, t, kw: (stamps.append(time.perf_counter()), kw)[1],
                 **shape,
             )

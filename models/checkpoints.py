@@ -1,6 +1,9 @@
 """Reading published checkpoints strictly: every weight file is checked key by key and shape by shape, and a
 mismatch fails with a CheckpointError that names the file and the missing, unexpected and mis-shaped keys
 (the authors' loader used strict=False, so a wrong file loaded silently). Nothing here touches the network.
+
+Lean: modules are built with their parameters on the meta device (no random initialisation) and take the
+file's tensors by assignment (no second copy); torch files are memory-mapped.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import zipfile
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from diffusers.loaders.single_file_utils import (
     convert_animatediff_checkpoint_to_diffusers,
     convert_ldm_unet_checkpoint,
@@ -40,7 +44,7 @@ def read_state_dict(path: str | Path) -> StateDict:
         if path.suffix == ".safetensors":
             data = load_file(path)
         else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (SafetensorError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or wrong format?): {exc}") from exc
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
@@ -63,8 +67,16 @@ def _listing(label: str, keys: list[str]) -> str:
     return f"{len(keys)} {label}: {shown}{more}"
 
 
-def load_strict(module: torch.nn.Module, state_dict: StateDict, source: Path, what: str) -> None:
-    """Load every tensor or fail naming the file and what does not match (before torch's generic error)."""
+def empty(cls: type[torch.nn.Module], **config) -> torch.nn.Module:
+    """A module whose parameters are on the meta device (buffers, e.g. computed sinusoid tables, are real)."""
+    with init_empty_weights():
+        return cls(**config)
+
+
+def load_strict(module: torch.nn.Module, state_dict: StateDict, source: Path | str, what: str) -> None:
+    """Assign every tensor or fail naming the file and what does not match (before torch's generic error).
+
+    The module takes the tensors themselves (a meta-built module needs that; a built one is spared a copy)."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -80,7 +92,7 @@ def load_strict(module: torch.nn.Module, state_dict: StateDict, source: Path, wh
             if keys
         ]
         raise CheckpointError(f"{source} is not a {what} checkpoint: " + "; ".join(problems))
-    module.load_state_dict(state_dict, strict=True)
+    module.load_state_dict(state_dict, strict=True, assign=True)
 
 
 # --------------------------------------------------------------------------- 360-Adapter
@@ -100,9 +112,9 @@ def load_adapter(path: str | Path) -> Adapter360:
     path = Path(path)
     state_dict = strip_prefix(read_state_dict(path), "module.")
     try:
-        adapter = Adapter360(**adapter_config_from_state_dict(state_dict))
+        adapter = empty(Adapter360, **adapter_config_from_state_dict(state_dict))
     except KeyError:
-        adapter = Adapter360()  # the layout is wrong: compare against the published one to say how
+        adapter = empty(Adapter360)  # the layout is wrong: compare against the published one to say how
     load_strict(adapter, state_dict, path, "360-Adapter")
     return adapter.eval()
 
@@ -136,12 +148,25 @@ def load_motion_adapter(path: str | Path, block_out_channels: list[int]) -> Moti
             f"{path}: positional encoding holds {max_len} frames, config says "
             f"{config['motion_max_seq_length']}; put the right config in {path.with_suffix('.json')}"
         )
-    adapter = MotionAdapter(**config)
-    # diffusers keeps its sinusoidal tables (`pos_embed.pe`) as buffers it computes itself: take them from the
-    # fresh module rather than report them missing (the original file's `pos_encoder.pe` were dropped above).
-    computed = {k: v for k, v in adapter.state_dict().items() if k.endswith("pos_embed.pe")}
-    load_strict(adapter, {**computed, **state_dict}, path, "motion module")
+    adapter = empty(MotionAdapter, **config)
+    load_strict(adapter, {**computed_tables(adapter), **state_dict}, path, "motion module")
     return adapter.eval()
+
+
+def computed_tables(module: torch.nn.Module) -> StateDict:
+    """diffusers keeps its sinusoidal tables (`pos_embed.pe`) as buffers it computes itself: take them from the
+    module rather than report them missing (the original file's `pos_encoder.pe` are dropped on conversion)."""
+    return {k: v for k, v in module.state_dict().items() if k.endswith("pos_embed.pe")}
+
+
+def inflate_unet(unet2d: UNet2DConditionModel, motion: MotionAdapter) -> UNetMotionModel:
+    """AnimateDiff's UNet from an image UNet and a motion module, holding their own tensors: built on the meta
+    device and assigned, so there is no random initialisation and no second copy of 1.3 B parameters."""
+    with init_empty_weights():
+        unet = UNetMotionModel.from_unet2d(unet2d, motion, load_weights=False)
+    weights = {**computed_tables(unet), **unet2d.state_dict(), **motion.state_dict()}
+    load_strict(unet, weights, "image UNet + motion module", "AnimateDiff UNet")
+    return unet
 
 
 # --------------------------------------------------------------------------- personalised SD-1.5 (LDM single file)

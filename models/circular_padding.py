@@ -2,7 +2,10 @@
 
 torch's `padding_mode="circular"` also wraps top to bottom (measured up to 2.98 off on a tiny VAE), which
 is wrong for equirectangular images: the poles do not touch. Here width pads circularly, height with zeros.
-Swapping a module's class keeps its parameters and state_dict keys unchanged.
+
+A padded conv becomes a `WidthCircularConv2d` once (its parameters and state_dict keys unchanged) and is then
+switched by its `circular` attribute only: swapping classes or hooks on every switch would invalidate
+torch.compile's guards, whereas a switched attribute costs one extra graph, compiled once.
 """
 
 from __future__ import annotations
@@ -16,28 +19,31 @@ from torch import nn
 
 
 class WidthCircularConv2d(nn.Conv2d):
+    circular: bool = False
+
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        # One copy for the width wrap; the convolution itself zero-pads the height.
         pad_h, pad_w = self.padding  # type: ignore[misc]
-        if pad_w:
-            input = F.pad(input, (pad_w, pad_w, 0, 0), mode="circular")
+        if not self.circular or not pad_w:
+            return super()._conv_forward(input, weight, bias)
+        # One copy for the width wrap; the convolution itself zero-pads the height.
+        input = F.pad(input, (pad_w, pad_w, 0, 0), mode="circular")
         return F.conv2d(input, weight, bias, self.stride, (pad_h, 0), self.dilation, self.groups)
 
 
-def _padded_convs(module: nn.Module) -> Iterator[nn.Conv2d]:
+def _padded_convs(module: nn.Module) -> Iterator[WidthCircularConv2d]:
     for m in module.modules():
         if isinstance(m, nn.Conv2d) and isinstance(m.padding, tuple) and any(m.padding):
-            # Only plain convs are swapped: a subclass's own forward would be lost when switching back.
+            # Only plain convs are converted: a subclass's own forward would be lost.
             if type(m) not in (nn.Conv2d, WidthCircularConv2d) or m.padding_mode != "zeros":
                 raise TypeError(f"cannot make {m!r} ({type(m).__name__}) width-circular")
+            m.__class__ = WidthCircularConv2d
             yield m
 
 
 def set_width_circular_padding(module: nn.Module, enabled: bool) -> None:
     """Switch every padded Conv2d inside `module` between zero padding and width-circular padding."""
-    target = WidthCircularConv2d if enabled else nn.Conv2d
     for conv in _padded_convs(module):
-        conv.__class__ = target
+        conv.circular = enabled
 
 
 @contextmanager

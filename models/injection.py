@@ -4,6 +4,9 @@ The authors add feature i in place to the output of down block i; that tensor is
 connection, so the skip carries the feature too. A forward hook on `down_blocks[i]` that returns
 `(h + f, skips[:-1] + (h + f,))` reproduces this exactly. diffusers' `down_block_additional_residuals`
 (ControlNet-style) adds to every skip but not to `h`, which is a different model.
+
+The hooks stay registered for the UNet's life and read the features set for the calls in progress: adding and
+removing hooks per step would invalidate torch.compile's guards.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ class AdapterInjector:
     """Holds the features for the UNet calls in progress; with none set, the UNet is untouched."""
 
     def __init__(self, unet: UNetMotionModel) -> None:
-        self.features: list[torch.Tensor] | None = None
-        self.scale = 1.0
+        self.features: list[torch.Tensor] | None = None  # already scaled
         self._handles = [block.register_forward_hook(self._hook(i)) for i, block in enumerate(unet.down_blocks)]
 
     def set(self, features: list[torch.Tensor] | None, scale: float = 1.0) -> None:
-        self.features = features
-        self.scale = scale
+        # Scaled here, once per step, so the hooks hold no Python number a compiled graph would specialise on.
+        if features is None or scale == 0:
+            self.features = None
+        else:
+            self.features = features if scale == 1 else [scale * f for f in features]
 
     def clear(self) -> None:
         self.features = None
@@ -35,14 +40,14 @@ class AdapterInjector:
 
     def _hook(self, index: int):
         def hook(module: nn.Module, args: tuple, output: tuple[torch.Tensor, tuple[torch.Tensor, ...]]):
-            if self.features is None or self.scale == 0:
+            if self.features is None:
                 return None
             hidden, skips = output
             feature = self.features[index].to(hidden.dtype)
-            if feature.shape[0] != hidden.shape[0]:
-                # A batch-1 condition serves every video of the classifier-free-guidance batch (b-major frames).
-                feature = feature.repeat(hidden.shape[0] // feature.shape[0], 1, 1, 1)
-            hidden = hidden + self.scale * feature
+            # A batch-1 condition serves every video of the classifier-free-guidance batch (frames b-major):
+            # broadcast over the videos rather than copy it per video.
+            videos = hidden.shape[0] // feature.shape[0]
+            hidden = (hidden.unflatten(0, (videos, -1)) + feature).flatten(0, 1)
             return hidden, (*skips[:-1], hidden)
 
         return hook

@@ -12,6 +12,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from models.adapter import Adapter360
 from models.checkpoints import load_adapter, load_ldm_checkpoint, load_motion_adapter
+from models.devices import default_dtype, select_device
 from models.errors import CheckpointError
 from models.pipeline import FOLDER_FORMAT, Panorama360Pipeline
 from models.registry import ModelSpec
@@ -32,15 +33,16 @@ def _require(paths: list[Path], what: str) -> None:
         raise CheckpointError(f"{what}: missing {', '.join(missing)}; check the paths in the model registry")
 
 
-def load_sd15(folder: Path) -> dict:
-    """VAE, text encoder, tokenizer and image UNet of a Stable Diffusion 1.5 diffusers folder."""
+def load_sd15(folder: Path, dtype: torch.dtype | None = None) -> dict:
+    """VAE, text encoder, tokenizer and image UNet of a Stable Diffusion 1.5 diffusers folder, read straight
+    into `dtype` (memory-mapped where the stored dtype is already the one wanted)."""
     _require([folder / part for part in SD15_PARTS], f"Stable Diffusion folder {folder}")
     try:
         return {
-            "vae": AutoencoderKL.from_pretrained(folder / "vae", local_files_only=True),
-            "text_encoder": CLIPTextModel.from_pretrained(folder / "text_encoder", local_files_only=True),
+            "vae": AutoencoderKL.from_pretrained(folder / "vae", local_files_only=True, torch_dtype=dtype),
+            "text_encoder": CLIPTextModel.from_pretrained(folder / "text_encoder", local_files_only=True, dtype=dtype),
             "tokenizer": CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),
-            "unet2d": UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True),
+            "unet2d": UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True, torch_dtype=dtype),
         }
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"Stable Diffusion folder {folder} is incomplete or damaged: {exc}") from exc
@@ -56,7 +58,9 @@ def load_pipeline(
         return load_pipeline_folder(spec.folder, device, dtype)
     _offline()
     _require(spec.weight_paths(), f"model {spec.name!r}")
-    parts = load_sd15(spec.sd15)
+    device = select_device(device)
+    dtype = dtype or default_dtype(device)
+    parts = load_sd15(spec.sd15, dtype)
     if spec.base_checkpoint is not None:
         parts["unet2d"], parts["vae"] = load_ldm_checkpoint(spec.base_checkpoint, parts["unet2d"], parts["vae"])
     motion = load_motion_adapter(spec.motion_module, list(parts["unet2d"].config.block_out_channels))

@@ -23,6 +23,7 @@ from diffusers.schedulers import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from models.adapter import Adapter360
+from models.checkpoints import inflate_unet
 from models.circular_padding import set_width_circular_padding, width_circular_padding
 from models.context_windows import ContextWindows, blend
 from models.devices import configure_attention, default_decode_chunk_size, default_dtype, select_device
@@ -120,8 +121,7 @@ class Panorama360Pipeline:
         **components,
     ) -> Panorama360Pipeline:
         """Build from an image UNet and a motion adapter (how AnimateDiff inflates SD-1.5)."""
-        unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter)
-        return cls(unet=unet, **components)
+        return cls(unet=inflate_unet(unet2d, motion_adapter), **components)
 
     # The longest video a call may ask for (settable per pipeline); beyond the motion module's reach (24 frames for
     # mm_sd_v14) the frames are denoised in context windows, at constant memory.
@@ -139,16 +139,34 @@ class Panorama360Pipeline:
         self.device = select_device(device)
         self.dtype = dtype or default_dtype(self.device)
         for module in self._modules():
-            # Cast only when needed: diffusers warns on every dtype cast of a loaded model, even a no-op one.
-            if next(module.parameters()).dtype != self.dtype:
-                module.to(dtype=self.dtype)
+            # torch's own cast: diffusers' ModelMixin.to warns "modules that should be kept in float32: []" on every
+            # dtype cast, even for models that keep none (UNetMotionModel, AutoencoderKL): noise nobody can act on
+            if any(p.dtype != self.dtype for p in module.parameters()):
+                torch.nn.Module.to(module, dtype=self.dtype)
             module.to(self.device)
         self.attention = configure_attention(self.unet, self.device)
         return self
 
-    def enable_compile(self) -> None:
-        """torch.compile the UNet (worth it on GPU for long-lived workers; the first call compiles)."""
-        self.unet.compile()
+    def enable_model_cpu_offload(self, device: str | torch.device | None = None) -> None:
+        """Low-VRAM mode: every model waits in CPU memory and moves to `device` when its stage runs (text
+        encoder, adapter, UNet, VAE in turn), evicting the one before it; peak GPU memory is the UNet's."""
+        from accelerate import cpu_offload_with_hook
+
+        target = select_device(device)
+        hook = None
+        for module in (self.text_encoder, self.adapter, self.unet, self.vae):
+            module.to("cpu")
+            _, hook = cpu_offload_with_hook(module, target, prev_module_hook=hook)
+        self.device = target  # where inputs are made; the hooks bring each model to them
+
+    def enable_compile(self, backend: str = "inductor") -> None:
+        """torch.compile the UNet and the VAE decoder (for long-lived workers: the first job compiles a graph
+        per schedule phase, later jobs of the same shape reuse them; switching the adapter and circular padding
+        changes no guard, see `models.injection` and `models.circular_padding`)."""
+        set_width_circular_padding(self.unet, False)  # the convs take their switchable class before tracing
+        set_width_circular_padding(self.vae, False)
+        self.unet.compile(backend=backend)
+        self.vae.decoder.compile(backend=backend)
 
     # ---------------------------------------------------------------- saving
     def save_pretrained(self, folder: str | Path) -> Path:

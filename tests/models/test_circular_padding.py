@@ -18,7 +18,7 @@ def test_pads_width_circularly_and_height_with_zeros():
         assert isinstance(conv, WidthCircularConv2d)
         out = conv(x)
     assert torch.allclose(out, expected, atol=1e-6)
-    assert type(conv) is nn.Conv2d  # restored after the block
+    assert not conv.circular and torch.equal(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1))  # restored
 
     torch_circular = nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular")
     torch_circular.load_state_dict(conv.state_dict())
