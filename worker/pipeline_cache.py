@@ -24,8 +24,11 @@ class PipelineCache:
     """LRU by base model within a memory budget: loading a model evicts the least recently used ones until the
     new one fits. A budget of 0 keeps one model (an SD-1.5 360DVD pipeline is ~2.6 GB at fp16)."""
 
-    def __init__(self, registry: ModelRegistry, device: str | None, budget_gb: float = 0) -> None:
+    def __init__(
+        self, registry: ModelRegistry, device: str | None, budget_gb: float = 0, decode_chunk_size: int | None = None
+    ) -> None:
         self.registry, self.device, self.budget = registry, device, int(budget_gb * 2**30)
+        self.decode_chunk_size = decode_chunk_size  # None: the pipeline's measured default for its device
         self._loaded: OrderedDict[str, tuple[Any, int]] = OrderedDict()
 
     def get(self, name: str):
@@ -39,6 +42,7 @@ class PipelineCache:
         # one is as large as the largest loaded; then trim again with its measured size
         self._evict_for(max((size for _, size in self._loaded.values()), default=0))
         pipe = load_pipeline(spec, device=self.device)
+        pipe.decode_chunk_size = self.decode_chunk_size
         size = weight_bytes(pipe)
         self._evict_for(size)
         self._loaded[name] = (pipe, size)

@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     pull_retries: int = Field(5, ge=0, description="Retries of a failed download (5xx, dropped connection).")
     pull_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a download; doubles each time.")
     auth: bool = Field(True, description="Require API keys; off only in the embedded default.")
-    signing_key: str = Field("", description="HMAC key for local download links (random per start if empty).")
+    signing_key: str = Field(
+        "", description="HMAC key for download links and webhooks (empty: generated once, kept in Redis)."
+    )
     max_upload_mb: int = Field(200, description="Largest accepted motion upload.")
     max_height: int = Field(512, description="Largest output height (width is 2x).")
     job_ttl_s: int = Field(7 * 24 * 3600, description="How long job records are kept.")
@@ -44,6 +46,9 @@ class Settings(BaseSettings):
     heartbeat_file: Path | None = Field(None, description="File the worker touches while alive (liveness probe).")
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from browsers.")
     device: str | None = Field(None, description="Torch device for the worker (default: CUDA when present).")
+    decode_chunk_size: int | None = Field(
+        None, ge=1, description="Frames the VAE decodes at once (default: measured per device type, 1 on CPU)."
+    )
     rate_limit: str = Field(
         "120/minute", description="Submissions (POST/DELETE) per API key (a `limits` string, e.g. 10/second)."
     )

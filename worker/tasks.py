@@ -35,7 +35,12 @@ def _runtime():
 
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url)
-    cache = PipelineCache(load_registry(settings.model_registry), settings.device, settings.pipeline_cache_gb)
+    cache = PipelineCache(
+        load_registry(settings.model_registry),
+        settings.device,
+        settings.pipeline_cache_gb,
+        decode_chunk_size=settings.decode_chunk_size,
+    )
     return JobStore(client, settings.job_ttl_s), cache, make_storage(settings), settings
 
 
