@@ -7,7 +7,7 @@ event ids: `Last-Event-ID` resumes exactly after the last event seen (XREAD from
 finished job replays its final event, and replicas need no coordination (all state is in Redis).
 
 Bounded: XADD MAXLEN ~ caps a stream's length, the stream expires with the job record, and when the job finishes its
-preview events (nearly all of a stream's bytes, and worthless once the video exists) are deleted.
+preview events but the last (nearly all of a stream's bytes, and worthless once the video exists) are deleted.
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ MAX_EVENTS = 1000
 _STREAM_ID = re.compile(r"\d{1,19}(-\d{1,19})?", re.ASCII)
 
 # One round trip, atomic: nothing is appended after the final event (a step that was in flight when the job was
-# canceled); the final event drops the previews; the stream expires with the job record.
+# canceled); the final event drops all previews but the last; the stream expires with the job record.
 _PUBLISH = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 if last and last[2][5] == 'final' then return false end
 local id
 if ARGV[5] == '1' then
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[1], 'data', ARGV[2], 'final', '1')
+  local previews = {}
   for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
-    if entry[2][2] == 'preview' then redis.call('XDEL', KEYS[1], entry[1]) end
+    if entry[2][2] == 'preview' then table.insert(previews, entry[1]) end
   end
+  for i = 1, #previews - 1 do redis.call('XDEL', KEYS[1], previews[i]) end
 else
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[1], 'data', ARGV[2])
 end
@@ -52,7 +54,7 @@ def publish(
 ) -> str | None:
     """Append one event; returns its id, or None when the job's final event is already there. The stream gets the
     job record's remaining lifetime (`job_key`), or `ttl_s` when the record is gone. `final` marks the job's last
-    event (its previews are deleted then)."""
+    event (all previews but the last are deleted then)."""
     script = client.register_script(_PUBLISH)  # cached by redis-py: EVALSHA after the first call
     event_id = script(
         keys=[stream_key(job_id), job_key],

@@ -9,7 +9,6 @@ import base64
 import http.server
 import io
 import json
-import re
 import subprocess
 import sys
 import threading
@@ -20,11 +19,12 @@ from typing import ClassVar
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
 from cli.submit import sse_events
-from tests.conftest import ROOT, SERVE_LOG, SIGNING_KEY, free_port
+from tests.conftest import ROOT, SIGNING_KEY, free_port
 from tests.processes import start_api
 from tests.tools import video_stream
 from worker.events import id_tuple
@@ -61,20 +61,26 @@ def types(events) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def serve_banner(service) -> dict[str, str]:
-    """The embedded service's data folder and Redis URL, from the line `dvd360 serve` prints once it listens."""
-    found = re.search(re.escape(service) + r"  \(auth off, data in (\S+), redis (redis://\S+)\)", SERVE_LOG.read_text())
-    assert found, SERVE_LOG.read_text()[-2000:]
-    return {"data_dir": found[1], "redis_url": found[2]}
+def serve_redis(service) -> dict[str, str]:
+    """The embedded service's Redis URL and data folder, read from its redis-server child's command line (the
+    serve log's banner line says the same, but concurrent test runs share that log file)."""
+    port = int(service.rsplit(":", 1)[1])
+    listener = next(
+        c.pid for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    )
+    server = next(p for p in psutil.Process(listener).children(recursive=True) if "redis-server" in p.name())
+    args = server.cmdline()
+    redis_dir = Path(args[args.index("--dir") + 1])
+    return {"redis_url": f"redis://127.0.0.1:{args[args.index('--port') + 1]}/0", "data_dir": str(redis_dir.parent)}
 
 
 @pytest.fixture(scope="module")
-def apis(serve_banner, tmp_path_factory):
+def apis(serve_redis, tmp_path_factory):
     """Two more API processes on the service's Redis: `replica` (auth off, like the service) and `secured` (auth
     on), with API keys for alice and bob."""
     env = {
-        "DVD360_REDIS_URL": serve_banner["redis_url"],
-        "DVD360_DATA_DIR": serve_banner["data_dir"],
+        "DVD360_REDIS_URL": serve_redis["redis_url"],
+        "DVD360_DATA_DIR": serve_redis["data_dir"],
         "DVD360_SIGNING_KEY": SIGNING_KEY,
     }
     keys = {
@@ -169,11 +175,9 @@ def test_resume_replay_and_nothing_after_the_final_event(bare_api) -> None:
     assert store.publish(job["id"], "progress", {"step": 4}) is None  # nothing after the final event
     after_first_step = live[2][0]
     resumed = read_events(bare_api.url, job["id"], {"Last-Event-ID": after_first_step})
-    assert [e[0] for e in resumed] == [live[3][0], live[4][0], live[6][0]]  # the preview went with the job's end
+    assert [e[0] for e in resumed] == [e[0] for e in live[3:]]
     assert types(read_events(bare_api.url, job["id"])) == ["succeeded"]
-    assert types(read_events(bare_api.url, job["id"], params={"last_event_id": "0"})) == [
-        "queued", "running", "progress", "progress", "progress", "succeeded"
-    ]  # fmt: skip
+    assert types(read_events(bare_api.url, job["id"], params={"last_event_id": "0"})) == types(live)
 
 
 def test_a_running_job_shows_its_latest_state_and_a_finished_one_without_a_stream_its_final(bare_api) -> None:
@@ -230,17 +234,18 @@ def test_a_job_streams_queued_running_every_step_previews_then_succeeded(service
     assert finished["outputs"]["video_url"].startswith("http")
     ids = [id_tuple(event_id) for event_id, *_ in events[len(positions) - 1 :]]  # a position update repeats an id
     assert ids == sorted(set(ids))
-    # a finished job replays only its final event, then closes; previews are gone from the stored history
+    # a finished job replays only its final event, then closes; of the previews only the last is kept
     assert types(read_events(service, job["id"])) == ["succeeded"]
-    assert "preview" not in types(read_events(service, job["id"], {"Last-Event-ID": "0"}))
+    history = read_events(service, job["id"], {"Last-Event-ID": "0"})
+    assert [data["step"] for _, kind, data in history if kind == "preview"] == [4]
 
 
-def test_a_failed_job_ends_with_its_error_type(service, serve_banner, tmp_path) -> None:
+def test_a_failed_job_ends_with_its_error_type(service, serve_redis, tmp_path) -> None:
     flow = np.zeros((8, 32, 64, 2), np.float32)
     np.save(tmp_path / "flow.npy", flow)
     with (tmp_path / "flow.npy").open("rb") as f:
         upload = httpx.post(f"{service}/flows", files={"file": ("flow.npy", f)}, data={"kind": "raw_flow"}).json()
-    for stored in Path(serve_banner["data_dir"]).rglob(f"*{upload['id']}*"):  # the upload vanishes before the job
+    for stored in Path(serve_redis["data_dir"]).rglob(f"*{upload['id']}*"):  # the upload vanishes before the job
         if stored.is_file():
             stored.unlink()
     job = submit(service, **SMALL, flow_id=upload["id"])
