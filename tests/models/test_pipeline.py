@@ -128,7 +128,7 @@ def test_flow_condition_changes_output_and_zero_flow_equals_none(tiny_pipe):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_frames": 25}, "between 1 and 24"),
+        ({"num_frames": 129}, "between 1 and 128"),  # max_frames; beyond 24 frames: context windows
         ({"height": 64, "width": 192}, "width = 2 x height"),
         ({"height": 96, "width": 192}, "multiples of 64"),
         ({"num_inference_steps": 0}, "at least 1"),
