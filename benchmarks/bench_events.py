@@ -203,8 +203,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="Denoising steps per run (default: 8 tiny, 25 full).")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-streams", action="store_true", help="Only the preview overhead (e.g. on a GPU box).")
+    parser.add_argument("--skip-preview", action="store_true", help="Only the streams.")
     args = parser.parse_args()
-    results = {"preview": preview_overhead(args)}
+    results = {}
+    if not args.skip_preview:
+        results["preview"] = preview_overhead(args)
     if not args.skip_streams:
         results["streams"] = streams_benchmark(args)
     print(json.dumps(results, indent=2))

@@ -62,16 +62,16 @@ def types(events) -> list[str]:
 
 @pytest.fixture(scope="module")
 def serve_redis(service) -> dict[str, str]:
-    """The embedded service's Redis URL and data folder, read from its redis-server child's command line (the
-    serve log's banner line says the same, but concurrent test runs share that log file)."""
+    """The embedded service's Redis URL and data folder, from its redis-server child process (the serve log's
+    banner line says the same, but concurrent test runs share that log file)."""
     port = int(service.rsplit(":", 1)[1])
     listener = next(
         c.pid for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
     )
     server = next(p for p in psutil.Process(listener).children(recursive=True) if "redis-server" in p.name())
-    args = server.cmdline()
-    redis_dir = Path(args[args.index("--dir") + 1])
-    return {"redis_url": f"redis://127.0.0.1:{args[args.index('--port') + 1]}/0", "data_dir": str(redis_dir.parent)}
+    redis_port = next(c.laddr.port for c in server.net_connections("tcp") if c.status == psutil.CONN_LISTEN)
+    # redis-server works in its --dir, the data folder's redis/
+    return {"redis_url": f"redis://127.0.0.1:{redis_port}/0", "data_dir": str(Path(server.cwd()).parent)}
 
 
 @pytest.fixture(scope="module")
