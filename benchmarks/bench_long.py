@@ -9,6 +9,7 @@ allocator's peak on a GPU), before any frame is decoded: decoded frames are stre
 service, so they are not part of the generation's memory; here they are decoded a chunk at a time, reduced to
 small uint8 frames for the metrics. The issue's targets: peak at 64 and 128 frames <= 1.25 x the 16-frame run,
 128-frame time <= 1.1 x 8 x the 16-frame time, window_seam_ratio <= 1.2, loop_closure <= 1.2 with --loop.
+Times are the fastest of `--repeats` calls per process (other load on a shared machine only adds time).
 Not a test: it reports numbers and whether each target is met.
 """
 
@@ -53,20 +54,23 @@ def run_one(args: argparse.Namespace) -> dict:
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    video = pipe(
-        "a quiet lake at dawn",
-        num_frames=args.frames,
-        height=args.height,
-        width=2 * args.height,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        seed=0,
-        loop=args.loop,
-    )
-    if cuda:
-        torch.cuda.synchronize()
-    generate_s = time.perf_counter() - started
+    times = []
+    for _ in range(args.repeats):  # the fastest of a few: a shared machine's other load only ever adds time
+        started = time.perf_counter()
+        video = pipe(
+            "a quiet lake at dawn",
+            num_frames=args.frames,
+            height=args.height,
+            width=2 * args.height,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            seed=0,
+            loop=args.loop,
+        )
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    generate_s = min(times)
     peak_kib = _vm_kib("VmHWM")
     cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     small = (2 * min(args.height, 128), min(args.height, 128))  # cv2 sizes are (width, height)
@@ -75,7 +79,7 @@ def run_one(args: argparse.Namespace) -> dict:
         for chunk in video.chunks()
         for f in chunk
     ]
-    decode_s = time.perf_counter() - started - generate_s
+    decode_s = time.perf_counter() - started - times[-1]
     scores = evaluate_frames(np.stack(frames).astype(np.float32) / 255, pipe.context_windows.length)
     return {
         "frames": args.frames,
@@ -93,7 +97,7 @@ def run_one(args: argparse.Namespace) -> dict:
 def child(args: argparse.Namespace, frames: int, loop: bool) -> dict:
     command = [sys.executable, __file__, "--child", "--frames", str(frames), "--size", args.size]
     command += ["--height", str(args.height), "--steps", str(args.steps), "--guidance", str(args.guidance)]
-    command += ["--threads", str(args.threads)]
+    command += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
     command += ["--device", args.device] if args.device else []
     command += ["--loop"] if loop else []
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -108,6 +112,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default 2 (tiny) or 25 (full)")
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--loop-frames", type=int, default=32, help="length of the loop run")
+    parser.add_argument("--repeats", type=int, default=2, help="calls per length; the fastest is the time")
     parser.add_argument(
         "--threads",
         type=int,
@@ -147,7 +152,7 @@ def main() -> None:
         "loop_closes": ratios["loop_closure_loop"] <= 1.2,
     }
     settings = {"size": args.size, "device": args.device, "height": args.height, "steps": args.steps}
-    settings |= {"guidance": args.guidance, "threads": args.threads}
+    settings |= {"guidance": args.guidance, "threads": args.threads, "repeats": args.repeats}
     print(json.dumps({"settings": settings, "runs": [*runs.values(), looped], "ratios": ratios, "targets": targets}))
 
 
