@@ -74,7 +74,12 @@ class EventHub:
         if self._loop is loop:
             return
         self._loop = loop
-        self.client = aioredis.Redis.from_url(self.redis_url, max_connections=POOL_SIZE, socket_timeout=5)
+        # a blocking pool: at a burst of new streams (measured: 200 at once) callers wait for a connection instead
+        # of failing with "Too many connections"
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.redis_url, max_connections=POOL_SIZE, timeout=30, socket_timeout=5
+        )
+        self.client = aioredis.Redis(connection_pool=pool)
         self._reader = aioredis.Redis.from_url(
             self.redis_url, single_connection_client=True, socket_timeout=BLOCK_MS / 1000 + 5
         )
