@@ -20,6 +20,7 @@ from worker.redis_server import start_redis_server
 from worker.settings import Settings
 
 SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 2}
+ONE_STEP = {"num_frames": 1, "height": 64, "width": 128, "steps": 1, "guidance_scale": 1}  # cheap on a busy CPU
 TERMINAL = {"succeeded", "failed", "canceled"}
 FIGURES = ROOT / "test-artifacts" / "reliability"
 

@@ -9,18 +9,18 @@ import time
 import pytest
 
 from tests.processes import S3Server
-from tests.reliability.harness import Stack, write_figures
+from tests.reliability.harness import ONE_STEP, Stack, write_figures
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.timeout(400)  # worker warm-up takes a minute on a loaded shared machine
+@pytest.mark.timeout(600)  # worker warm-up takes a minute on a loaded shared machine, each job up to 35 s
 def test_redis_restart_loses_no_accepted_job(tmp_path) -> None:
     stack = Stack(tmp_path)
     try:
-        ids = stack.submit(6)
+        ids = stack.submit(6, **ONE_STEP)
         stack.start_worker()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while not any(j["state"] == "succeeded" for j in stack.states(ids).values()):
             assert time.monotonic() < deadline, stack.log()
             time.sleep(0.1)
@@ -31,8 +31,8 @@ def test_redis_restart_loses_no_accepted_job(tmp_path) -> None:
         assert all(a.headers["retry-after"] == "5" for a in during)
         time.sleep(2)
         stack.start_redis()
-        ids += stack.submit(2)  # accepted again right after the restart
-        jobs = stack.wait_all(ids, timeout_s=120)
+        ids += stack.submit(2, **ONE_STEP)  # accepted again right after the restart
+        jobs = stack.wait_all(ids, timeout_s=300)
         states = [j["state"] for j in jobs.values()]
         write_figures(
             "redis_restart",

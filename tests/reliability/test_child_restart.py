@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.reliability.harness import Stack, write_figures
+from tests.reliability.harness import ONE_STEP, Stack, write_figures
 from worker.heartbeat import heartbeat_problem
 
 pytestmark = pytest.mark.integration
 WARMUP_DELAY_S, WARMUP_BUDGET_S = 6, 3
-ONE_STEP = {"num_frames": 1, "height": 64, "width": 128, "steps": 1, "guidance_scale": 1}
 
 
 def _beat(path: Path) -> dict:

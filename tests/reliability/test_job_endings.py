@@ -13,12 +13,13 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
 from celery import Celery
 
-from tests.reliability.harness import Stack, write_figures
+from tests.reliability.harness import ONE_STEP, Stack, write_figures
 from worker.jobs import MAX_DELIVERIES, JobStore, active_key
 from worker.test_faults import FAULTS
 
@@ -32,7 +33,6 @@ EXPECTED = {
     "KeyError": "internal",
 }
 TIME_LIMIT_S = 120
-ONE_STEP = {"num_frames": 1, "height": 64, "width": 128, "steps": 1, "guidance_scale": 1}  # cheap on a busy CPU
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,15 @@ def test_a_queued_job_whose_message_was_lost_is_failed_by_the_reaper(stack, temp
     assert not stack.db.sismember(active_key("anonymous"), job["id"])
     assert b'dvd360_jobs_reaped_total{action="failed",reason="lost_message"}' in stack.api.get("/metrics").content
     write_figures("lost_message", _figures([ended], "internal"))
+
+
+def test_an_active_slot_with_no_job_behind_it_is_given_back(stack) -> None:
+    stale = "f" * 32  # reserved, then the request died before its record was written
+    stack.db.sadd(active_key("someone"), stale)
+    deadline = time.monotonic() + 20
+    while stack.db.sismember(active_key("someone"), stale):
+        assert time.monotonic() < deadline, "the reaper did not heal the active set"
+        time.sleep(0.2)
 
 
 def test_a_running_job_with_no_lease_is_requeued_then_failed_at_the_cap(stack, template) -> None:

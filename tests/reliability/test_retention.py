@@ -13,14 +13,13 @@ import pytest
 import redis
 
 from tests.processes import S3_BUCKET, S3Server
-from tests.reliability.harness import Stack, write_figures
+from tests.reliability.harness import ONE_STEP, Stack, write_figures
 from worker.jobs import FINISHED_KEY
 from worker.retention import UPLOADS_KEY, sweep, tombstone_key
 from worker.settings import Settings
 from worker.storage import S3Storage
 
 pytestmark = pytest.mark.integration
-ONE_STEP = {"num_frames": 1, "height": 64, "width": 128, "steps": 1, "guidance_scale": 1}
 
 
 def _raw_flow() -> bytes:

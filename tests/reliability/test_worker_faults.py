@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.reliability.harness import Stack, write_figures
+from tests.reliability.harness import ONE_STEP, Stack, write_figures
 
 pytestmark = pytest.mark.integration
 OUTPUTS = ["poster.jpg", "preview.jpg", "video.mp4"]
@@ -28,7 +28,7 @@ def _running(stack: Stack, ids: list[str]) -> str | None:
 @pytest.mark.timeout(600)  # four worker starts: a minute each on a loaded shared machine
 def test_jobs_survive_workers_killed_mid_job(stack) -> None:
     rng = random.Random(7)
-    ids = stack.submit(20)
+    ids = stack.submit(20, **ONE_STEP)
     stack.start_worker()
     killed: list[str] = []
     for _ in range(3):  # kill while a job runs, at a random moment of it, never the same job twice
@@ -40,7 +40,7 @@ def test_jobs_survive_workers_killed_mid_job(stack) -> None:
         stack.kill_worker()
         killed.append(victim)
         stack.start_worker()
-    jobs = stack.wait_all(ids, timeout_s=120)
+    jobs = stack.wait_all(ids, timeout_s=300)  # a few seconds per job on a loaded 2-core machine
     states = [job["state"] for job in jobs.values()]
     lost = sum(s == "failed" for s in states)
     stuck = sum(s in ("queued", "running") for s in states)
