@@ -23,11 +23,22 @@ from api.uploads import Uploads
 from models.registry import load_registry
 from worker.jobs import JobStore, queue_name
 from worker.settings import Settings, get_settings
+from worker.signing_key import signing_key
 from worker.storage import LocalStorage, make_storage
+
+
+def _link_key(client: redis.Redis, configured: str) -> str:
+    """The key that signs download links: the deployment's shared one, so every API replica (and a restart)
+    accepts the links another made; a per-process key only while Redis is unreachable at start."""
+    try:
+        return signing_key(client, configured)
+    except redis.RedisError:
+        return secrets.token_hex(32)
 
 
 def build_services(settings: Settings) -> Services:
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    settings = settings.model_copy(update={"signing_key": _link_key(client, settings.signing_key)})
     storage = make_storage(settings)
     registry = load_registry(settings.model_registry)
     rates = {
@@ -54,10 +65,8 @@ async def redis_down(_: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
-    if not settings.signing_key:
-        settings = settings.model_copy(update={"signing_key": secrets.token_hex(32)})
-    svc = build_services(settings)
+    svc = build_services(settings or get_settings())
+    settings = svc.settings
     # /docs comes from local Swagger UI files (api/routes/docs.py): FastAPI's own pages load it from a CDN
     app = FastAPI(
         title="dvd360",

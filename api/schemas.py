@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,6 +13,7 @@ from models.generation_params import (
     MIN_HEIGHT,
     GenerationDefaults,
     panorama_size_error,
+    request_params,
 )
 from models.media.flow_kinds import FLOW_KINDS
 from worker.deadlines import MAX_DEADLINE_S
@@ -37,6 +38,10 @@ class GenerateRequest(BaseModel):
     seed: int | None = Field(None, ge=0, lt=2**31)
     fps: int | None = Field(None, ge=1, le=FPS_MAX)
     adapter_scale: float = Field(1.0, ge=0, le=2)
+    loop: bool = Field(False, description="A seamless loop: the last frame flows into the first.")
+    interpolate_to: Literal[24, 30] | None = Field(
+        None, description="Motion-compensated frame interpolation to this playback rate (above fps), seam-aware."
+    )
     latent_rotation: bool = True
     rotate_features: bool = True
     circular_padding: bool = True
@@ -57,22 +62,18 @@ class GenerateRequest(BaseModel):
 
     @model_validator(mode="after")
     def _panorama_size(self) -> GenerateRequest:
-        # one side given: the other follows from 2:1; both given: they must agree
-        if self.height is not None and self.width is None:
-            self.width = 2 * self.height
-        elif self.width is not None and self.height is None:
-            self.height = self.width // 2
-        if self.height is not None and (reason := panorama_size_error(self.height, self.width)):
+        if (
+            self.height is not None
+            and self.width is not None
+            and (reason := panorama_size_error(self.height, self.width))
+        ):
             raise ValueError(reason)
         return self
 
     def resolved(self, defaults: GenerationDefaults) -> dict[str, Any]:
-        """Every field with the model's defaults filled in where the request left it out."""
-        fields = self.model_dump()
-        for name, value in defaults.model_dump().items():
-            if fields.get(name) is None:
-                fields[name] = value
-        return fields
+        """Every field, with the model's defaults where the request left one out (one side of the size gives the
+        other)."""
+        return request_params(self.model_dump(), defaults)
 
 
 def _generate_request_body() -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -116,7 +115,6 @@ def serve(
         DVD360_STORAGE="local",
         DVD360_DATA_DIR=str(data_dir),
         DVD360_AUTH=str(auth).lower(),
-        DVD360_SIGNING_KEY=os.environ.get("DVD360_SIGNING_KEY") or secrets.token_hex(32),
     )
     if models is not None:
         os.environ["DVD360_MODEL_REGISTRY"] = str(models.resolve())

@@ -15,7 +15,7 @@ from models.media.errors import FlowInputError
 from models.media.flow_encoding import encode_flow
 from models.media.flow_extract import FlowBackend, extract_flow
 from models.media.flow_kinds import FLOW_KINDS
-from models.media.raw_flow import read_raw_flow, resize_flow
+from models.media.raw_flow import raw_flow_count, read_raw_flow, resize_flow
 from models.media.video_reader import CorruptVideo, open_video, read_frames
 
 
@@ -161,3 +161,11 @@ def load_flow_condition(
         raise FlowInputError(f"unknown motion kind {kind!r}; use one of {', '.join(FLOW_KINDS)}")
     return _to_condition(np.stack([encode_flow(field) for field in flow]))  # per field: float64 temporaries stay small
 
+
+def motion_length(path: str | Path, kind: str) -> int:
+    """How many motion fields a file offers to the published sampling (what `sample_indices` sees as available),
+    from headers and demuxing only: a clip of n frames holds n - 1 flows."""
+    if kind == "raw_flow":
+        return raw_flow_count(path)
+    frames = check_video_policy(path)
+    return frames - 1 if kind == "panorama_clip" else frames

@@ -12,8 +12,8 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -156,6 +156,24 @@ def _read_field(name: str, stream: BinaryIO, layout: FlowLayout, size: tuple[int
     return field if size is None else resize_flow(field[None], *size)[0]
 
 
+@contextmanager
+def _opened(path: Path) -> Iterator[tuple[BinaryIO, FlowLayout]]:
+    """The stream at the first field and its checked layout; any failure to read it is a FlowInputError."""
+    try:
+        with ExitStack() as stack:
+            yield _open_flow(path, stack)
+    except FlowInputError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:  # bad headers, zips
+        raise FlowInputError(f"{path.name}: not a readable flow array ({exc}); save it with numpy.save") from exc
+
+
+def raw_flow_count(path: str | Path) -> int:
+    """How many fields a raw flow file declares (its header only: nothing is read past it)."""
+    with _opened(Path(path)) as (_, layout):
+        return layout.frames
+
+
 def read_raw_flow(
     path: str | Path,
     choose: Callable[[int], Sequence[int]] | None = None,
@@ -164,19 +182,13 @@ def read_raw_flow(
     """(F, H, W, 2) float32 flow from .npy, .npz (array `flow` or the first array) or .flo: the fields
     `choose(frame count)` picks (all when None), in that order, each resized to size=(H, W) when given."""
     path = Path(path)
-    try:
-        with ExitStack() as stack:
-            stream, layout = _open_flow(path, stack)
-            wanted = list(range(layout.frames)) if choose is None else [int(i) for i in choose(layout.frames)]
-            fields, position = {}, 0
-            for index in sorted(set(wanted)):  # forward only: archive members cannot seek back cheaply
-                if not 0 <= index < layout.frames:
-                    raise FlowInputError(f"{path.name}: has {layout.frames} fields, not field {index}")
-                stream.seek((index - position) * layout.field_bytes, os.SEEK_CUR)
-                fields[index] = _read_field(path.name, stream, layout, size)
-                position = index + 1
-    except FlowInputError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:  # bad headers, zips
-        raise FlowInputError(f"{path.name}: not a readable flow array ({exc}); save it with numpy.save") from exc
+    with _opened(path) as (stream, layout):
+        wanted = list(range(layout.frames)) if choose is None else [int(i) for i in choose(layout.frames)]
+        fields, position = {}, 0
+        for index in sorted(set(wanted)):  # forward only: archive members cannot seek back cheaply
+            if not 0 <= index < layout.frames:
+                raise FlowInputError(f"{path.name}: has {layout.frames} fields, not field {index}")
+            stream.seek((index - position) * layout.field_bytes, os.SEEK_CUR)
+            fields[index] = _read_field(path.name, stream, layout, size)
+            position = index + 1
     return np.stack([fields[i] for i in wanted])

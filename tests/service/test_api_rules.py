@@ -203,3 +203,23 @@ def test_download_links_expire(make_api, tmp_path) -> None:
     stale, _ = storage.url("outputs/j/video.mp4", -1)
     assert api.get(fresh).status_code == 200
     assert api.get(stale).status_code == 403 and "expired" in api.get(stale).json()["detail"]
+
+
+def test_long_video_requests_are_checked_before_anything_is_queued(make_api) -> None:
+    api = make_api()
+    flow = io.BytesIO()
+    np.save(flow, np.ones((10, 32, 64, 2), np.float32))
+    uploaded = api.post("/flows", data={"kind": "raw_flow"}, files={"file": ("ten.npy", flow.getvalue())}).json()
+    assert uploaded["frames"] == 10
+    base = {"prompt": "a long pan", "flow_id": uploaded["id"], "height": 64}
+    short = api.post("/generate", json={**base, "num_frames": 32})
+    assert short.status_code == 422, short.text
+    error = short.json()["detail"][0]
+    assert error["loc"] == ["body", "num_frames"] and "10 frames" in error["msg"] and "loop" in error["msg"]
+    looped = api.post("/generate", json={**base, "num_frames": 32, "loop": True})
+    assert looped.status_code == 202 and looped.json()["request"]["loop"] is True
+    for change in ({"interpolate_to": 25}, {"interpolate_to": 24, "fps": 24}):  # not offered; not above fps
+        answer = api.post("/generate", json={"prompt": "x", **change})
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][-1] == "interpolate_to", answer.text
+    assert api.post("/generate", json={"prompt": "x", "interpolate_to": 24}).status_code == 202
+    assert api.get("/jobs").json()["total"] == 2  # the refused requests queued nothing
