@@ -51,7 +51,14 @@ def load_sd15(folder: Path, dtype: torch.dtype | None = None) -> dict:
 def load_pipeline(
     spec: ModelSpec, device: str | torch.device | None = None, dtype: torch.dtype | None = None
 ) -> Panorama360Pipeline:
-    """The pipeline a registry entry names: the built-in tiny model, a saved folder, or published parts."""
+    """The pipeline a registry entry names (the built-in tiny model, a saved folder, or published parts), allowed
+    the video lengths the entry's limits allow."""
+    pipe = _load_weights(spec, device, dtype)
+    pipe.max_frames = spec.generation_limits.max_frames
+    return pipe
+
+
+def _load_weights(spec: ModelSpec, device: str | torch.device | None, dtype: torch.dtype | None) -> Panorama360Pipeline:
     if spec.builtin == "tiny":
         return build_tiny_pipeline().to(device, dtype)
     if spec.folder is not None:

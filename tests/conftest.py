@@ -3,9 +3,12 @@ worker process and the API, tiny model, local storage), started once per session
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +19,10 @@ from cli.serve import free_port
 from tests.media.raft_inputs import save_raft_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+# The per-user data folder (pulled models, `dvd360 serve`'s data) of every process the tests start, this one
+# included: a developer's own pulled models must not change what the tests see.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="dvd360-test-data-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], True)
 SIGNING_KEY = "test-signing-key"  # the embedded service's HMAC key, so tests can check webhook signatures
 SERVE_LOG = ROOT / "test-artifacts" / "serve.log"  # everything the embedded service printed (the log tests read it)
 
