@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import models  # noqa: F401  (first: it sets OMP_WAIT_POLICY before any test module loads torch)
 from cli.serve import free_port
 from tests.media.raft_inputs import save_raft_weights
 
