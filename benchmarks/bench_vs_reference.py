@@ -185,8 +185,9 @@ def report(runs: list[dict]) -> str:
     pairs = list(zip(by_side["project"], by_side["reference"], strict=True))
     lines.append("project / reference per pair, median [min-max]:")
     for label, key in (("call", "call_s"), ("load", "load_s"), ("peak RSS", "peak_rss_gb")):
-        lines.append(f"  {label:20}{spread([p[key] / r[key] for p, r in pairs])}")
-    lines.append(f"  {'project RSS / weights':20}{spread([p['peak_rss_gb'] / p['weights_gb'] for p, _ in pairs])}")
+        lines.append(f"  {label:24}{spread([p[key] / r[key] for p, r in pairs])}")
+    ratios = spread([p["peak_rss_gb"] / p["weights_gb"] for p, _ in pairs])
+    lines.append(f"  {'project RSS / weights':24}{ratios}")
     return "\n".join(lines)
 
 
