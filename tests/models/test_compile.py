@@ -24,6 +24,7 @@ def fresh_dynamo():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # dynamo traces the UNet and the VAE decoder once per schedule phase: ~70 s on 2 cores
 def test_no_recompiles_after_the_first_job_and_eager_outputs(fresh_dynamo):
     """dynamo's guards over whole jobs (backend `eager`: the graphs run as traced). `aot_eager` stops on a torch
     error in the traced graph ("Expected X.is_contiguous(memory_format)"); inductor is left to a GPU run."""

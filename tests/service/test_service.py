@@ -168,7 +168,7 @@ def test_api_imports_without_torch(tmp_path) -> None:
         "from api.app import create_app\n"
         "from worker.settings import Settings\n"
         "app = create_app(Settings(redis_url='redis://127.0.0.1:1/0', data_dir=sys.argv[1]))\n"
-        "print(len(app.routes))\n"
+        "print(len(app.openapi()['paths']))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", blocker, str(tmp_path)],
@@ -177,7 +177,7 @@ def test_api_imports_without_torch(tmp_path) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, done.stderr
-    assert int(done.stdout) > 10
+    assert int(done.stdout) >= 10  # every route is there: /generate, /jobs..., /flows, /models, health, files
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
