@@ -13,7 +13,7 @@ GUIDANCE = 7.5
 
 @torch.no_grad()
 def release_loop(pipe, prompt: str, steps: int, seed: int, flow: torch.Tensor) -> np.ndarray:
-    """The released loop, transcribed (shared/reference/360dvd/FACTS.md): the adapter features are added in place
+    """The released loop, transcribed from the authors' release: the adapter features are added in place
     to down block i's output for steps i <= (T // 4) * 3 and never rolled; the latents roll a quarter turn
     after every step and are decoded where the last step left them, frame by frame, width-circular."""
     frames, height, width = SMALL["num_frames"], SMALL["height"], SMALL["width"]
