@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -210,11 +211,13 @@ def main() -> None:
         print(f"writing full-size random weights to {args.weights} (once)", file=sys.stderr)
         subprocess.run([sys.executable, __file__, "--write", "--weights", str(args.weights)], check=True)
     shape = ["--frames", str(args.frames), "--height", str(args.height), "--steps", str(args.steps)]
+    # both sides wait the same way (the project's `models` package sets PASSIVE; the reference never imports it)
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     runs = []
     for pair in range(args.pairs):
         for side in reversed(SIDES):  # the reference first: its loaders are the likelier to fail
             cmd = [sys.executable, __file__, "--side", side, "--weights", str(args.weights), *shape]
-            child = subprocess.run(cmd, capture_output=True, text=True)
+            child = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if child.returncode:
                 sys.exit(f"{side} run failed:\n{child.stderr[-3000:]}")
             runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
