@@ -9,10 +9,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 import models  # noqa: F401  (first: it sets OMP_WAIT_POLICY before any test module loads torch)
@@ -62,7 +60,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     SERVE_LOG.parent.mkdir(exist_ok=True)
     log = open(SERVE_LOG, "w")  # noqa: SIM115 (closed in the teardown)
-    from tests.processes import kill_sessions, spawn
+    from tests.processes import kill_sessions, spawn, wait_ready
 
     proc = spawn(
         [str(Path(sys.executable).parent / "dvd360"), "serve", "--port", str(port), "--data-dir", str(data / "data")],
@@ -72,17 +70,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, SERVE_LOG.read_text()
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    else:
-        pytest.fail("embedded service did not become ready:\n" + SERVE_LOG.read_text())
+    wait_ready(url, [proc], SERVE_LOG)
     yield url
     proc.terminate()  # serve stops its children
     try:

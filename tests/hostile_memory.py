@@ -17,13 +17,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from tests.hostile_files import HOSTILE, make_hostile_files
+from tests.processes import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_SIZE = (16, 512, 1024)  # frames, height, width: the largest condition a default worker decodes
@@ -48,20 +48,6 @@ def valid_files(folder: Path) -> list[tuple[str, Path]]:
     return [("raw_flow", folder / "valid.npy"), ("flow_video", video), ("panorama_clip", video)]
 
 
-def _wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the API process exited before it was ready")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the API process did not become ready")
-
-
 def api_peak_growth(redis_url: str, folder: Path, port: int) -> dict:
     """Upload every hostile file to a real API process; its peak RSS before and after, and every answer."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
@@ -80,7 +66,7 @@ def api_peak_growth(redis_url: str, folder: Path, port: int) -> dict:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process)
+        wait_ready(url, [process], path="/healthz")
         form = {"prompt": "x", "num_frames": "8", "height": "64", "width": "128", "steps": "1"}
         with httpx.Client(base_url=url, timeout=60) as client:
             for kind, path in valid_files(folder / "valid"):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import boto3
+import httpx
 from botocore.config import Config
 
 from tests.conftest import ROOT, free_port
@@ -129,6 +130,26 @@ def start_worker(env: dict[str, str], log: Path, queues: str = "gen.tiny,webhook
     from cli.serve import worker_command
 
     return _start_service(worker_command(queues.split(","), 1), {"DVD360_WARM_MODELS": "tiny", **env}, log)
+
+
+def wait_ready(
+    url: str, processes: list[subprocess.Popen], log: Path | None = None, timeout_s: float = 180, path: str = "/readyz"
+) -> None:
+    """Until `url` answers 200 on `path`. Fails with the end of `log` when a process exits first or the deadline
+    passes (generous: a loaded 2-core machine starts Python processes slowly)."""
+    tail = (lambda: log.read_text()[-3000:]) if log is not None else (lambda: "")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if any(process.poll() is not None for process in processes):
+            raise AssertionError(f"a process exited before {url} was ready:\n{tail()}")
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} was not ready within {timeout_s:.0f} s:\n{tail()}")
+        time.sleep(0.3)
 
 
 def start_api(env: dict[str, str], log: Path, port: int) -> subprocess.Popen:

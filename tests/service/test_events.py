@@ -25,7 +25,7 @@ from PIL import Image
 
 from cli.submit import sse_events
 from tests.conftest import ROOT, SIGNING_KEY, free_port
-from tests.processes import start_api
+from tests.processes import start_api, wait_ready
 from tests.tools import video_stream
 from worker.events import id_tuple
 
@@ -102,16 +102,8 @@ def apis(serve_redis, tmp_path_factory):
     ]
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
-        deadline = time.monotonic() + 90
         for url in urls.values():
-            while True:
-                assert time.monotonic() < deadline and all(p.poll() is None for p in processes), log.read_text()
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.3)
+            wait_ready(url, processes, log)
         yield SimpleNamespace(keys=keys, **urls)
     finally:
         for process in processes:
@@ -136,15 +128,7 @@ def bare_api(redis_url, tmp_path_factory):
     process = start_api({**env, "DVD360_SIGNING_KEY": SIGNING_KEY}, log, port)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
+        wait_ready(url, [process], log)
         yield SimpleNamespace(url=url, store=JobStore(redis.Redis.from_url(redis_url), 3600))
     finally:
         process.terminate()
