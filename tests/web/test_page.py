@@ -286,7 +286,7 @@ def test_preview_shows_in_the_viewer_before_the_job_finishes(open_page, service)
         pytest.skip("GET /jobs/{job_id}/events is not on this service yet (issue 18); the page polls instead")
     page = open_page(DESKTOP)
     page.fill("#prompt", "a volcano with smoke, mountains under clouds, at sunset")
-    page.fill("#steps", "4")  # previews come every DVD360_PREVIEW_EVERY (2) steps
+    page.fill("#steps", "30")  # previews every DVD360_PREVIEW_EVERY (2) steps; enough steps to see one mid-job
     page.click("#submit")
     page.wait_for_function("window.dvd360Viewer.view.previews > 0 || " + TERMINAL_JS, timeout=180_000)
     assert page.get_attribute("#job-status", "data-state") == "running", "no preview arrived before the end"
