@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from benchmarks.bench_service import uvicorn
+from benchmarks.bench_service import service_env, uvicorn
 from cli.serve import free_port, worker_command
 from cli.submit import sse_events
 from worker.redis_server import start_redis_server
@@ -95,17 +94,7 @@ def streams_benchmark(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         redis_port = free_port()
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
-        env.update(
-            PYTHONPATH=str(ROOT),
-            DVD360_REDIS_URL=redis_url,
-            DVD360_DATA_DIR=tmp,
-            DVD360_SIGNING_KEY="bench",
-            DVD360_AUTH="false",
-            DVD360_READ_RATE_LIMIT="1000000/second",
-            DVD360_MAX_ACTIVE_JOBS="1000000",
-            DVD360_WARM_MODELS="tiny",
-        )
+        env = service_env(redis_url, tmp, DVD360_AUTH="false")
         processes = [start_redis_server(redis_port)]
         try:
             db = redis.Redis.from_url(redis_url)

@@ -33,6 +33,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 2}
 
 
+def service_env(redis_url: str, data_dir: str, **settings: str) -> dict[str, str]:
+    """The environment of the benchmark's API and worker processes: this run's Redis and folder, limits out of the
+    way (a benchmark measures the service, not its 429s), the tiny model warm."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        DVD360_REDIS_URL=redis_url,
+        DVD360_DATA_DIR=data_dir,
+        DVD360_SIGNING_KEY="bench",
+        DVD360_RATE_LIMIT="1000000/second",
+        DVD360_READ_RATE_LIMIT="1000000/second",
+        DVD360_MAX_ACTIVE_JOBS="1000000",
+        DVD360_WARM_MODELS="tiny",
+        **settings,
+    )
+    return env
+
+
 def uvicorn(target: str, port: int, env: dict[str, str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--log-level", "warning"]
     if target.endswith("create_app"):
@@ -104,16 +122,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         redis_port = free_port()
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")}
-        env.update(
-            PYTHONPATH=str(ROOT),
-            DVD360_REDIS_URL=redis_url,
-            DVD360_DATA_DIR=tmp,
-            DVD360_SIGNING_KEY="bench",
-            DVD360_RATE_LIMIT="1000000/second",
-            DVD360_MAX_ACTIVE_JOBS="1000000",
-            DVD360_WARM_MODELS="tiny",
-        )
+        env = service_env(redis_url, tmp)
         processes = [start_redis_server(redis_port)]
         try:
             db = redis.Redis.from_url(redis_url)
