@@ -23,10 +23,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.generation_params import TINY_DEFAULTS, TINY_LIMITS, GenerationDefaults, GenerationLimits
+from models.yaml_files import read_yaml
 
 TINY_MODEL_NAME = "tiny"
 PULLED_REGISTRY = "registry.yaml"  # the file `dvd360 models pull` writes in its models folder
@@ -131,12 +131,7 @@ def load_registry(path: str | Path | None) -> ModelRegistry:
     if path is None:
         return ModelRegistry(models=models)
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise RegistryError(f"cannot read model registry {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"model registry {path} is not valid YAML: {exc}") from exc
+    raw = read_yaml(path, "model registry", RegistryError)
     if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
         raise RegistryError(f"model registry {path} must be a mapping with a `models:` mapping of names")
     for name, entry in raw["models"].items():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.weights_pull.errors import PullError
+from models.yaml_files import read_yaml
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "catalogue.yaml"
 NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"  # the registry's model-name rule, so a catalogue name is a valid registry name
@@ -107,12 +107,7 @@ class Catalogue(BaseModel):
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
     """The catalogue file (the one shipped with the project when `path` is None)."""
     path = Path(path) if path is not None else CATALOGUE
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise PullError(f"cannot read catalogue {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise PullError(f"catalogue {path} is not valid YAML: {exc}") from exc
+    raw = read_yaml(path, "catalogue", PullError)
     if not isinstance(raw, dict):
         raise PullError(f"catalogue {path} must be a mapping with `components:` and `models:`")
     try:
