@@ -94,10 +94,16 @@ def run_variant(args: argparse.Namespace) -> dict:
             for _ in video.chunks():  # decoding is part of the job (diffusers decodes inside its call)
                 pass
     else:
+        from models.devices import configure_attention
         from models.groupnorm_v1 import use_animatediff_v1_norms
+        from models.subpixel_upsample import use_subpixel_upsampling
 
+        # plain diffusers on the same weights: its norms, upsampling and attention processors
         pipe.injector.remove()
-        use_animatediff_v1_norms(pipe.unet, False)  # plain diffusers semantics on the same weights
+        use_animatediff_v1_norms(pipe.unet, False)
+        for model in (pipe.unet, pipe.vae):
+            use_subpixel_upsampling(model, False)
+        configure_attention(pipe.unet, device)
         plain = AnimateDiffPipeline(
             vae=pipe.vae,
             text_encoder=pipe.text_encoder,

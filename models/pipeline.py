@@ -26,6 +26,7 @@ from models.adapter import Adapter360
 from models.checkpoints import inflate_unet
 from models.circular_padding import set_width_circular_padding, width_circular_padding
 from models.context_windows import ContextWindows, blend
+from models.cross_attention import use_per_video_context
 from models.devices import configure_attention, default_decode_chunk_size, default_dtype, select_device
 from models.enhancements import (
     Enhancements,
@@ -39,6 +40,8 @@ from models.errors import GenerationCanceled
 from models.generation_params import GenerationLimits
 from models.groupnorm_v1 import use_animatediff_v1_norms, uses_animatediff_v1_norms
 from models.injection import AdapterInjector
+from models.subpixel_upsample import use_subpixel_upsampling
+from models.vae_tiling import VaeTiling, decode_tiled
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,10 @@ class Panorama360Pipeline:
         self.unet, self.adapter, self.scheduler = unet, adapter, scheduler
         use_animatediff_v1_norms(unet, v1_norms)
         self.injector = AdapterInjector(unet)
+        use_subpixel_upsampling(unet)
+        use_subpixel_upsampling(vae)
         self.decode_chunk_size: int | None = None  # frames per VAE decode; None: the measured default per device
+        self.vae_tiling: VaeTiling | None = None  # decode each chunk in tiles (low VRAM, large outputs)
         self.attention = "sdpa"
         for module in self._modules():
             module.eval().requires_grad_(False)
@@ -145,6 +151,7 @@ class Panorama360Pipeline:
                 torch.nn.Module.to(module, dtype=self.dtype)
             module.to(self.device)
         self.attention = configure_attention(self.unet, self.device)
+        use_per_video_context(self.unet)  # after the kernel choice, which resets every processor
         return self
 
     def enable_model_cpu_offload(self, device: str | torch.device | None = None) -> None:
@@ -254,9 +261,9 @@ class Panorama360Pipeline:
         do_cfg = guidance_scale > 1.0
         model_input = torch.cat([latents] * 2) if do_cfg else latents
         model_input = scheduler.scale_model_input(model_input, t)
-        # UNetMotionModel folds frames into the batch, so every frame gets its video's text embedding.
-        text_embeddings = prompt_embeds.repeat_interleave(latents.shape[2], dim=0)
-        noise_pred = self.unet(model_input, t, encoder_hidden_states=text_embeddings).sample
+        # One text embedding per video, not per frame: the cross-attention layers share it among the video's
+        # frames (models.cross_attention), projecting it once instead of once per frame.
+        noise_pred = self.unet(model_input, t, encoder_hidden_states=prompt_embeds).sample
         if do_cfg:
             uncond, cond = noise_pred.chunk(2)
             noise_pred = uncond + guidance_scale * (cond - uncond)
@@ -267,10 +274,16 @@ class Panorama360Pipeline:
         """(1, C, F, h, w) latents -> (n, H, W, 3) float32 frames in [0, 1], `decode_chunk_size` frames at a time."""
         frames = latents[0].transpose(0, 1) / self.vae.config.scaling_factor
         for chunk in frames.split(self.decode_chunk_size or default_decode_chunk_size(self.device)):
-            # padding is switched per chunk: the generator may be suspended (or dropped) between chunks
-            with width_circular_padding(self.vae, circular):
-                pictures = self.vae.decode(chunk).sample
+            pictures = self.decode_pictures(chunk, circular)
             yield (pictures.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+    def decode_pictures(self, latents: torch.Tensor, circular: bool) -> torch.Tensor:
+        """(n, C, h, w) latents over the scaling factor -> (n, 3, H, W) pictures (about -1..1), whole or tiled."""
+        if self.vae_tiling is not None:
+            return decode_tiled(self.vae, latents, self.vae_tiling.tile, self.vae_tiling.overlap, circular)
+        # padding is switched per call: the generator may be suspended (or dropped) between chunks
+        with width_circular_padding(self.vae, circular):
+            return self.vae.decode(latents).sample
 
     @torch.no_grad()
     def __call__(

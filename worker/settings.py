@@ -49,6 +49,21 @@ class Settings(BaseSettings):
     decode_chunk_size: int | None = Field(
         None, ge=1, description="Frames the VAE decodes at once (default: measured per device type, 1 on CPU)."
     )
+    cpu_offload: bool = Field(
+        False,
+        description="Low VRAM: models wait in CPU memory and each moves to the GPU for its stage (slower per job).",
+    )
+    vae_tile: int | None = Field(
+        None,
+        ge=1,
+        description="Decode in width-circular tiles of this many latent pixels (8 px each; 64 = 512 px); unset: whole.",
+    )
+    vae_tile_overlap: int = Field(16, ge=1, description="Latent pixels by which VAE tiles overlap and blend.")
+    compile: Literal["off", "inductor", "eager"] = Field(
+        "off",
+        description="torch.compile backend for the UNet and VAE decoder, for long-lived GPU workers (the first job "
+        "of each shape compiles; combines with cpu_offload); eager: dynamo only, to check graphs.",
+    )
     rate_limit: str = Field(
         "120/minute", description="Submissions (POST/DELETE) per API key (a `limits` string, e.g. 10/second)."
     )
@@ -109,6 +124,15 @@ class Settings(BaseSettings):
     def _raft_has_weights(self) -> Settings:
         if self.flow_backend == "raft" and self.raft_weights is None:
             raise ValueError("DVD360_FLOW_BACKEND=raft needs DVD360_RAFT_WEIGHTS (a local RAFT weights file)")
+        return self
+
+    @model_validator(mode="after")
+    def _vae_tiles_advance(self) -> Settings:
+        if self.vae_tile is not None and self.vae_tile_overlap >= self.vae_tile:
+            raise ValueError(
+                f"DVD360_VAE_TILE_OVERLAP ({self.vae_tile_overlap}) must be smaller than DVD360_VAE_TILE "
+                f"({self.vae_tile}): lower the overlap or raise the tile"
+            )
         return self
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ UPLOAD_GONE = "the motion upload is no longer stored (it expired or was deleted)
 @lru_cache
 def _runtime():
     from models.registry import load_registry
-    from worker.pipeline_cache import PipelineCache
+    from worker.pipeline_cache import PipelineCache, PipelineOptions
 
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url)
@@ -39,7 +39,7 @@ def _runtime():
         load_registry(settings.model_registry),
         settings.device,
         settings.pipeline_cache_gb,
-        decode_chunk_size=settings.decode_chunk_size,
+        PipelineOptions.from_settings(settings),
     )
     return JobStore(client, settings.job_ttl_s), cache, make_storage(settings), settings
 

@@ -30,7 +30,9 @@ def one_thread():
 
 def test_default_path_is_bit_identical_to_the_pipeline_before_windows(tiny_pipe, one_thread):
     """pre_window_latents.npz: final latents of git 60d8b2f's pipeline (before issue 16), recorded on the tiny model
-    (seed 0) with the calls below (fixtures/README.md); the 16-frame path must not change by a single bit."""
+    (seed 0) with the calls below (fixtures/README.md); the 16-frame path must not change. Since issue 19 the UNet
+    computes the same function in another order (sub-pixel upsampling, the prompt's keys projected once per
+    video): equal to float rounding, measured 2.7e-5 at most on latents up to 10.6."""
     recorded = np.load(FIXTURES / "pre_window_latents.npz")
     prompt = "a volcano at dusk"
     flow = np.random.default_rng(7).uniform(-1, 1, (16, 3, 64, 128)).astype(np.float32)
@@ -41,7 +43,7 @@ def test_default_path_is_bit_identical_to_the_pipeline_before_windows(tiny_pipe,
         ),
     }
     for name, video in runs.items():
-        assert np.array_equal(video.latents.numpy(), recorded[name]), name
+        np.testing.assert_allclose(video.latents.numpy(), recorded[name], rtol=0, atol=1e-4, err_msg=name)
 
 
 @pytest.mark.parametrize("num_frames", [16, 24, 25, 64, 100, 128])
