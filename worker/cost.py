@@ -5,8 +5,8 @@ until the limit kills it. Torch-free (the API calls it).
 
 Seconds per unit: ("tiny", "cpu") measured here by benchmarks/calibrate_cost.py (tiny model, 2 CPU cores shared by
 many processes: CPU seconds per torch thread, 1.4e-5 to 3.5e-5 over three sizes, so 2.5e-5 is conservative); the
-others are estimates from published timings, not measured on this project's machines: set DVD360_COST_S_PER_UNIT
-to a figure measured on your workers (the same script prints it)."""
+CUDA rows from one H100 (see each); set DVD360_COST_S_PER_UNIT to a figure measured on your workers (the same
+script prints it)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from worker.settings import Settings
 
 S_PER_UNIT = {
     ("tiny", "cpu"): 2.5e-5,  # measured: see the module docstring
-    ("tiny", "cuda"): 1.0e-7,  # estimate
-    ("sd15", "cuda"): 1.5e-7,  # estimate: 16 x 512 x 1024, 25 steps, CFG ~ 60 s on one A100-class GPU
+    ("tiny", "cuda"): 2.0e-7,  # measured on one H100: 4 x 128 x 256, 4 steps, CFG in 0.21 s (kernel launches)
+    # measured 2.4e-8 on one H100 (benchmarks/bench_model.py --size full: 16 x 512 x 1024, 25 steps, CFG in 9.9 s,
+    # fp16); the default covers GPUs about 6x slower (L4/T4 class), which a time limit must not cut off
+    ("sd15", "cuda"): 1.5e-7,
     ("sd15", "cpu"): 2.0e-5,  # estimate: ~100x the GPU
 }
 OVERHEAD_S = 5.0  # encoding the video, pictures, storing: seconds on top of the denoising loop
