@@ -100,13 +100,13 @@ def test_the_tiny_unet_with_one_context_per_video_equals_diffusers(tiny_pipe):
     with torch.no_grad():
         ours = unet(latents, 10, encoder_hidden_states=prompt).sample
         unet.set_attn_processor(AttnProcessor2_0())
-        use_subpixel_upsampling(unet, enabled=False)
         reference = unet(latents, 10, encoder_hidden_states=prompt.repeat_interleave(3, dim=0)).sample
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
 
 
 def test_the_pipeline_uses_both(tiny_pipe):
-    upsamplers = [m for model in (tiny_pipe.unet, tiny_pipe.vae) for m in model.modules() if isinstance(m, Upsample2D)]
+    upsamplers = [m for m in tiny_pipe.vae.modules() if isinstance(m, Upsample2D)]
     assert upsamplers and all(isinstance(m, SubpixelUpsample2D) for m in upsamplers)
+    assert not any(isinstance(m, SubpixelUpsample2D) for m in tiny_pipe.unet.modules())  # measured: no gain there
     processors = [m.processor for m in tiny_pipe.unet.modules() if isinstance(m, Attention) and m.is_cross_attention]
     assert processors and all(isinstance(p, PerVideoContextAttnProcessor) for p in processors)
