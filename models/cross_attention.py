@@ -77,6 +77,7 @@ class PerVideoContextAttnProcessor:
 def use_per_video_context(unet: torch.nn.Module) -> int:
     """Give every cross-attention layer of `unet` the per-video processor; returns how many layers."""
     layers = [m for m in unet.modules() if isinstance(m, Attention) and m.is_cross_attention]
+    processor = PerVideoContextAttnProcessor()  # stateless: one serves every layer
     for layer in layers:
-        layer.set_processor(PerVideoContextAttnProcessor())
+        layer.set_processor(processor)
     return len(layers)

@@ -60,15 +60,20 @@ class SubpixelUpsample2D(Upsample2D):
     """diffusers' Upsample2D (nearest 2x then a 3x3 conv) computed by `upsample_conv` where it applies."""
 
     def forward(self, hidden_states: torch.Tensor, output_size: tuple[int, int] | None = None, *args, **kwargs):
-        conv = self.conv if self.name == "conv" else self.Conv2d_0
+        conv = _conv(self)
         h, w = hidden_states.shape[-2:]
         if output_size is not None and tuple(output_size) != (2 * h, 2 * w):
             return super().forward(hidden_states, output_size, *args, **kwargs)  # an odd size: not a plain 2x
         return upsample_conv(hidden_states, conv, circular_width=getattr(conv, "circular", False))
 
 
+def _conv(module: Upsample2D) -> nn.Module | None:
+    """The upsampler's convolution, under either of the names diffusers gives it."""
+    return module.conv if module.name == "conv" else getattr(module, "Conv2d_0", None)
+
+
 def _applies(module: Upsample2D) -> bool:
-    conv = module.conv if module.name == "conv" else getattr(module, "Conv2d_0", None)
+    conv = _conv(module)
     return (
         module.use_conv
         and module.interpolate
