@@ -6,6 +6,9 @@ is wrong for equirectangular images: the poles do not touch. Here width pads cir
 A padded conv becomes a `WidthCircularConv2d` once (its parameters and state_dict keys unchanged) and is then
 switched by its `circular` attribute only: swapping classes or hooks on every switch would invalidate
 torch.compile's guards, whereas a switched attribute costs one extra graph, compiled once.
+
+Every padded conv of the UNet and the VAE passes through this class, so it is also where a conv over a tiny map
+is computed as a matrix product on CPU (`models.small_map_conv`, measured faster there).
 """
 
 from __future__ import annotations
@@ -17,17 +20,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.small_map_conv import conv_as_matmul, conv_as_matmul_applies
+
 
 class WidthCircularConv2d(nn.Conv2d):
     circular: bool = False
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        pad_h, pad_w = self.padding  # type: ignore[misc]
-        if not self.circular or not pad_w:
-            return super()._conv_forward(input, weight, bias)
-        # One copy for the width wrap; the convolution itself zero-pads the height.
-        input = F.pad(input, (pad_w, pad_w, 0, 0), mode="circular")
-        return F.conv2d(input, weight, bias, self.stride, (pad_h, 0), self.dilation, self.groups)
+        pad_h, pad_w = padding = self.padding  # type: ignore[misc]
+        if self.circular and pad_w:
+            # One copy for the width wrap; the convolution itself zero-pads the height.
+            input = F.pad(input, (pad_w, pad_w, 0, 0), mode="circular")
+            padding = (pad_h, 0)
+        if conv_as_matmul_applies(input, weight, self.stride, padding, self.dilation, self.groups):
+            return conv_as_matmul(input, weight, bias, self.stride, padding)
+        return F.conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
 
 
 def _padded_convs(module: nn.Module) -> Iterator[WidthCircularConv2d]:

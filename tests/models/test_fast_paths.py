@@ -1,15 +1,19 @@
-"""Issue 19's faster forms of the same function: sub-pixel upsampling and the prompt's keys and values projected
-once per video. Each must equal diffusers' own computation to float rounding, in every mode it can meet."""
+"""Issue 19's faster forms of the same function: sub-pixel upsampling, the prompt's keys and values projected
+once per video, and convolutions over tiny maps as one matrix product on CPU. Each must equal diffusers' own
+computation to float rounding, in every mode it can meet."""
 
 import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.upsampling import Upsample2D
+from torch import nn
 
-from models.circular_padding import set_width_circular_padding
+from models.circular_padding import WidthCircularConv2d, set_width_circular_padding
 from models.cross_attention import PerVideoContextAttnProcessor, use_per_video_context
+from models.small_map_conv import SMALL_MAP_PIXELS, conv_as_matmul, conv_as_matmul_applies
 from models.subpixel_upsample import SubpixelUpsample2D, phase_kernels, use_subpixel_upsampling
 
 
@@ -110,3 +114,68 @@ def test_the_pipeline_uses_both(tiny_pipe):
     assert not any(isinstance(m, SubpixelUpsample2D) for m in tiny_pipe.unet.modules())  # measured: no gain there
     processors = [m.processor for m in tiny_pipe.unet.modules() if isinstance(m, Attention) and m.is_cross_attention]
     assert processors and all(isinstance(p, PerVideoContextAttnProcessor) for p in processors)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "padding"),
+    [
+        ((2, 4), 3, (1, 1), (1, 1)),
+        ((4, 8), 3, (2, 2), (1, 1)),
+        ((2, 6), 3, (1, 1), (1, 0)),
+        ((3, 5), 1, (1, 1), (0, 0)),
+    ],
+)
+def test_conv_as_matmul_equals_conv2d(size, kernel, stride, padding, bias):
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, *size)
+    weight = torch.randn(6, 7, kernel, kernel)
+    b = torch.randn(6) if bias else None
+    expected = F.conv2d(x, weight, b, stride, padding)
+    torch.testing.assert_close(conv_as_matmul(x, weight, b, stride, padding), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("circular", [False, True])
+@pytest.mark.parametrize(("size", "stride"), [((2, 4), 1), ((1, 1), 1), ((4, 8), 2), ((8, 16), 1)])
+def test_padded_convs_on_tiny_maps_are_one_matrix_product_with_the_same_result(monkeypatch, circular, size, stride):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 5, 3, stride=stride, padding=1)
+    x = torch.randn(3, 8, *size)
+    padded = F.pad(x, (1, 1, 0, 0), mode="circular") if circular else F.pad(x, (1, 1, 0, 0))
+    expected = F.conv2d(padded, conv.weight, conv.bias, stride, (1, 0))  # the wrap (or zeros) spelled out
+    set_width_circular_padding(conv, circular)
+    assert isinstance(conv, WidthCircularConv2d)
+    out_pixels = (size[0] // stride) * (size[1] // stride)
+    tiny = out_pixels <= SMALL_MAP_PIXELS
+    calls = []
+    real_mm, real_conv2d = torch.addmm, F.conv2d
+    monkeypatch.setattr(torch, "addmm", lambda *a, **k: calls.append("mm") or real_mm(*a, **k))
+    monkeypatch.setattr(F, "conv2d", lambda *a, **k: calls.append("conv") or real_conv2d(*a, **k))
+    with torch.no_grad():
+        out = conv(x)
+    monkeypatch.undo()
+    assert calls == (["mm"] if tiny else ["conv"])
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_conv_as_matmul_applies_only_to_plain_cpu_convs_on_tiny_maps():
+    x, weight = torch.empty(2, 4, 2, 4), torch.empty(4, 4, 3, 3)
+    assert conv_as_matmul_applies(x, weight, (1, 1), (1, 1), (1, 1), 1)
+    assert not conv_as_matmul_applies(torch.empty(2, 4, 8, 8), weight, (1, 1), (1, 1), (1, 1), 1)  # 64 pixels
+    assert conv_as_matmul_applies(torch.empty(2, 4, 8, 8), weight, (2, 2), (1, 1), (1, 1), 1)  # 4x4 out
+    assert not conv_as_matmul_applies(x, torch.empty(4, 2, 3, 3), (1, 1), (1, 1), (1, 1), 2)  # grouped
+    assert not conv_as_matmul_applies(x, weight, (1, 1), (2, 2), (2, 2), 1)  # dilated
+    assert not conv_as_matmul_applies(x.to("meta"), weight.to("meta"), (1, 1), (1, 1), (1, 1), 1)  # not CPU
+
+
+def test_tiny_map_convs_train_like_conv2d():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 3, 3, padding=1)
+    reference = copy.deepcopy(conv)
+    set_width_circular_padding(conv, False)
+    x = torch.randn(2, 4, 2, 4, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    conv(x).square().sum().backward()
+    reference(x_ref).square().sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(conv.weight.grad, reference.weight.grad, atol=1e-5, rtol=1e-5)
