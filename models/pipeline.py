@@ -27,7 +27,13 @@ from models.checkpoints import inflate_unet
 from models.circular_padding import set_width_circular_padding, width_circular_padding
 from models.context_windows import ContextWindows, blend
 from models.cross_attention import use_per_video_context
-from models.devices import configure_attention, default_decode_chunk_size, default_dtype, select_device
+from models.devices import (
+    configure_attention,
+    default_decode_chunk_size,
+    default_dtype,
+    release_freed_host_memory,
+    select_device,
+)
 from models.enhancements import (
     Enhancements,
     adapter_active,
@@ -370,6 +376,7 @@ class Panorama360Pipeline:
         finally:
             self.injector.clear()
             set_width_circular_padding(self.unet, False)
+            release_freed_host_memory()
 
         if should_cancel is not None and should_cancel():
             raise GenerationCanceled(total, total)
