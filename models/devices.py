@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import importlib.util
 import logging
@@ -42,9 +41,9 @@ def default_decode_chunk_size(device: torch.device) -> int:
 
 @functools.cache
 def _malloc_trim():
-    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
-    libc = ctypes.util.find_library("c")
-    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    """glibc's `malloc_trim` from the C library already loaded in this process (no library search, which may
+    run `ldconfig` or a compiler), or None where it has none (musl, macOS)."""
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
 def release_freed_host_memory() -> None:
