@@ -7,8 +7,9 @@ A padded conv becomes a `WidthCircularConv2d` once (its parameters and state_dic
 switched by its `circular` attribute only: swapping classes or hooks on every switch would invalidate
 torch.compile's guards, whereas a switched attribute costs one extra graph, compiled once.
 
-Every padded conv of the UNet and the VAE passes through this class, so it is also where a conv over a tiny map
-is computed as a matrix product on CPU (`models.small_map_conv`, measured faster there).
+Every padded conv of the UNet and the VAE passes through this class, so it is also where the CPU's faster
+algorithms are chosen: a conv over a tiny map as one matrix product (`models.small_map_conv`), a 3x3 conv over
+larger maps as Winograd F(4x4, 3x3) (`models.winograd_conv`), both measured faster there than oneDNN.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.small_map_conv import conv_as_matmul, conv_as_matmul_applies
+from models.winograd_conv import winograd_applies, winograd_conv2d
 
 
 class WidthCircularConv2d(nn.Conv2d):
@@ -28,11 +30,15 @@ class WidthCircularConv2d(nn.Conv2d):
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         pad_h, pad_w = padding = self.padding  # type: ignore[misc]
-        if self.circular and pad_w:
+        circular = bool(self.circular and pad_w)
+        small = conv_as_matmul_applies(input, weight, self.stride, padding, self.dilation, self.groups)
+        if not small and winograd_applies(input, weight, self.stride, padding, self.dilation, self.groups):
+            return winograd_conv2d(input, weight, bias, padding, circular)  # wraps the width itself: no copy
+        if circular:
             # One copy for the width wrap; the convolution itself zero-pads the height.
             input = F.pad(input, (pad_w, pad_w, 0, 0), mode="circular")
             padding = (pad_h, 0)
-        if conv_as_matmul_applies(input, weight, self.stride, padding, self.dilation, self.groups):
+        if small:
             return conv_as_matmul(input, weight, bias, self.stride, padding)
         return F.conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
 
