@@ -31,10 +31,33 @@ class FrameJointGroupNorm(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = self.frame_count.num_frames
+        if x.device.type != "cpu":
+            return frame_joint_group_norm(x, frames, self.num_groups, self.weight, self.bias, self.eps)
+        # CPU: torch's group_norm on a transposed copy (var_mean + addcmul measured 1.2-14x slower there)
         bf, c, h, w = x.shape
         video = x.reshape(bf // frames, frames, c, h, w).transpose(1, 2)
         out = F.group_norm(video, self.num_groups, self.weight, self.bias, self.eps)
         return out.transpose(1, 2).reshape(bf, c, h, w)
+
+
+def frame_joint_group_norm(
+    x: torch.Tensor, frames: int, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+) -> torch.Tensor:
+    """(B*F, C, H, W) normalised per video and channel group over all F frames, read in place: one reduction and one
+    fused multiply-add, where group_norm needs the frames moved next to the channels and back (two copies)."""
+    x = x.contiguous()  # a no-op for the UNet's activations; the views below need it
+    bf, c, h, w = x.shape
+    per_group = c // groups
+    grouped = x.view(bf // frames, frames, groups, per_group * h * w)
+    var, mean = torch.var_mean(grouped, dim=(1, 3), correction=0, keepdim=True)  # (B, 1, G, 1)
+    scale = (var.float() + eps).rsqrt().unsqueeze(-1)  # (B, 1, G, 1, 1), fp32 as group_norm keeps it
+    if weight is not None:
+        scale = scale * weight.float().view(1, 1, groups, per_group, 1)
+    shift = -mean.float().unsqueeze(-1) * scale
+    if bias is not None:
+        shift = shift + bias.float().view(1, 1, groups, per_group, 1)
+    pixels = x.view(bf // frames, frames, groups, per_group, h * w)
+    return torch.addcmul(shift.to(x.dtype), pixels, scale.to(x.dtype)).view(bf, c, h, w)
 
 
 class PerFrameGroupNorm(nn.GroupNorm):

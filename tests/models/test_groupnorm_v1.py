@@ -1,5 +1,6 @@
 """AnimateDiff-v1 normalisation statistics on diffusers' UNetMotionModel."""
 
+import pytest
 import torch
 from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
@@ -76,3 +77,50 @@ def test_v1_norms_are_default_switchable_and_keep_state_dict(tiny_pipe):
         use_animatediff_v1_norms(unet, True)
     assert (v1 - diffusers_stats).abs().mean() > 1e-4  # the statistics really differ
     assert torch.equal(_unet_output(unet), v1)  # and switching back restores v1 exactly
+
+
+def _joint_norm(groups=4, channels=8, frames=3, affine=True):
+    from models.groupnorm_v1 import _FrameCount
+
+    norm = nn.GroupNorm(groups, channels, affine=affine)
+    if affine:
+        with torch.no_grad():
+            norm.weight.normal_()
+            norm.bias.normal_()
+    norm.__class__ = FrameJointGroupNorm
+    norm.frame_count = _FrameCount()
+    norm.frame_count.num_frames = frames
+    return norm
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize(("dtype", "ulps"), [(torch.float32, 1e-5), (torch.float16, 2**-9), (torch.bfloat16, 2**-6)])
+def test_in_place_joint_norm_equals_group_norm_on_the_transposed_video(affine, dtype, ulps):
+    """The GPU form (statistics read in place, one fused multiply-add) against the CPU form (group_norm on a
+    transposed copy), within one rounding step of the output's precision."""
+    from models.groupnorm_v1 import frame_joint_group_norm
+
+    torch.manual_seed(0)
+    norm = _joint_norm(affine=affine)
+    x = torch.randn(2 * 3, 8, 5, 7) * 3 + 1
+    expected = norm(x)  # CPU: the transposed-copy form
+    weight = None if norm.weight is None else norm.weight.to(dtype)
+    bias = None if norm.bias is None else norm.bias.to(dtype)
+    out = frame_joint_group_norm(x.to(dtype), 3, 4, weight, bias, norm.eps)
+    assert out.dtype == dtype and out.is_contiguous() and out.shape == x.shape
+    assert (out.float() - expected).abs().max() <= 2 * ulps * expected.abs().max()
+
+
+def test_joint_norm_takes_the_in_place_form_off_the_cpu(monkeypatch):
+    import models.groupnorm_v1
+
+    calls = []
+    real = models.groupnorm_v1.frame_joint_group_norm
+    monkeypatch.setattr(
+        models.groupnorm_v1, "frame_joint_group_norm", lambda x, *a: calls.append(x.device.type) or real(x, *a)
+    )
+    norm = _joint_norm()
+    norm(torch.randn(6, 8, 5, 7))
+    assert calls == []
+    out = norm.to("meta")(torch.empty(6, 8, 5, 7, device="meta"))  # any non-CPU device (no GPU here)
+    assert calls == ["meta"] and out.shape == (6, 8, 5, 7)
