@@ -24,8 +24,8 @@ from models import native
 # cores (AMD EPYC, AVX2), median of 5, oneDNN -> this path: 1 x 128->128 at 128x256 78 -> 41 ms, 1 x 512->256 at
 # 64x128 132 -> 55 ms, 1 x 512->512 at 32x64 72 -> 40 ms, 16 x 320->320 at 16x32 149 -> 67 ms, 16 x 1280->640 at
 # 8x16 231 -> 116 ms, 16 x 1280->1280 at 4x8 177 -> 127 ms; a tie at 1 x 512->512 at 16x32 (512 pixels); slower
-# where a side has few channels (128->3: 12 -> 14 ms, 4->512: 0.4 -> 1.1 ms), where the filter transform is most
-# of the work.
+# where a side has few channels (128->3: 12 -> 14 ms, 4->512: 0.4 -> 1.1 ms): there the transforms of the wide side
+# cost more than the few products save.
 MIN_OUTPUT_PIXELS = 512
 MIN_CHANNELS = 16
 # Bytes per transformed buffer (filters, input tiles, products): larger convolutions are done in chunks of tile
