@@ -204,6 +204,19 @@ def test_without_a_working_compiler_torch_computes_it(monkeypatch, tmp_path, cap
     assert not list(tmp_path.glob("*.so"))  # no half-built library left behind
 
 
+def test_no_cache_directory_means_torch_computes_it(monkeypatch, caplog):
+    monkeypatch.delenv("DVD360_NATIVE_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(native.Path, "home", staticmethod(no_home))
+    with caplog.at_level(logging.WARNING, logger="models.native"):
+        assert native.load("winograd_f43") is None
+    assert "torch's own" in caplog.text
+
+
 @needs_compiler
 def test_library_is_built_once_and_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("DVD360_NATIVE_CACHE", str(tmp_path / "cache"))
