@@ -8,6 +8,7 @@ from torch._dynamo.utils import counters
 from models.pipeline import Panorama360Pipeline
 from models.tiny import (
     TINY_ADAPTER_CONFIG,
+    TINY_CHANNELS,
     TINY_MOTION_CONFIG,
     TINY_UNET_CONFIG,
     TINY_VAE_CONFIG,
@@ -19,13 +20,21 @@ JOB = {"num_frames": 2, "height": 64, "width": 128, "num_inference_steps": 2}
 
 
 def shallow_tiny_pipeline() -> Panorama360Pipeline:
-    """The tiny model with one ResNet and one motion module per block: the same module classes, hooks and
-    switches, half the layers for dynamo to trace (the test took 86 s on a 2-core AVX2 VM with two)."""
+    """The tiny model cut to two levels (a cross-attention block and a plain one, down and up) with one ResNet and
+    one motion module each: every module class, hook and switch of the full model, a quarter of the layers for
+    dynamo to trace (the test took 86 s on a 2-core AVX2 VM with all of them, 48-62 s with half)."""
+    channels = TINY_CHANNELS[1:3]
     parts = build_random_components(
-        TINY_UNET_CONFIG | {"layers_per_block": 1},
-        TINY_MOTION_CONFIG | {"motion_layers_per_block": 1},
+        TINY_UNET_CONFIG
+        | {
+            "block_out_channels": channels,
+            "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+            "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+            "layers_per_block": 1,
+        },
+        TINY_MOTION_CONFIG | {"block_out_channels": channels, "motion_layers_per_block": 1},
         TINY_VAE_CONFIG,
-        TINY_ADAPTER_CONFIG,
+        TINY_ADAPTER_CONFIG | {"channels": channels},
         seed=0,
     )
     return Panorama360Pipeline.from_components(**parts)
