@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from models import native
+from models.small_map_conv import output_size
 
 # Output pixels per call (batch x height x width) and channels from which F(4x4, 3x3) beats oneDNN. Measured on 2
 # cores (AMD EPYC, AVX2), median of 5, oneDNN -> this path: 1 x 128->128 at 128x256 78 -> 41 ms, 1 x 512->256 at
@@ -59,7 +60,7 @@ def winograd_applies(x: torch.Tensor, weight: torch.Tensor, stride, padding, dil
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return False
     n, channels, h, w = x.shape
-    pixels = n * (h + 2 * padding[0] - 2) * (w + 2 * padding[1] - 2)
+    pixels = n * output_size(h, 3, 1, padding[0]) * output_size(w, 3, 1, padding[1])
     if pixels < MIN_OUTPUT_PIXELS or min(channels, weight.shape[0]) < MIN_CHANNELS:
         return False
     return _library() is not None
@@ -109,7 +110,7 @@ def winograd_conv2d(
     n, channels, h, w = x.shape
     out_channels = weight.shape[0]
     pad_h, pad_w = padding
-    out_h, out_w = h + 2 * pad_h - 2, w + 2 * pad_w - 2
+    out_h, out_w = output_size(h, 3, 1, pad_h), output_size(w, 3, 1, pad_w)
     tiles_h, tiles_w = math.ceil(out_h / TILE), math.ceil(out_w / TILE)
     rows = n * tiles_h  # tile rows over the whole batch
     threads = torch.get_num_threads()
