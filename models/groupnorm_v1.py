@@ -72,12 +72,10 @@ class PerFrameGroupNorm(nn.GroupNorm):
         return out.reshape(b, f, c, h, w).transpose(1, 2)
 
 
-def _record_frame_count(frame_count: _FrameCount):
-    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        sample = args[0] if args else kwargs["sample"]
-        frame_count.num_frames = sample.shape[2]
-
-    return hook
+def _record_frame_count(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    # Read through the module, not a closure: a deep copy of the UNet then counts into its own copy's norms.
+    sample = args[0] if args else kwargs["sample"]
+    module._v1_frame_count.num_frames = sample.shape[2]
 
 
 def use_animatediff_v1_norms(unet: UNetMotionModel, enabled: bool = True) -> None:
@@ -86,7 +84,7 @@ def use_animatediff_v1_norms(unet: UNetMotionModel, enabled: bool = True) -> Non
     if enabled and frame_count is None:
         frame_count = _FrameCount()
         unet._v1_frame_count = frame_count
-        unet._v1_hook = unet.register_forward_pre_hook(_record_frame_count(frame_count), with_kwargs=True)
+        unet._v1_hook = unet.register_forward_pre_hook(_record_frame_count, with_kwargs=True)
     if not enabled and frame_count is not None:
         unet._v1_hook.remove()
         del unet._v1_frame_count, unet._v1_hook

@@ -124,3 +124,17 @@ def test_joint_norm_takes_the_in_place_form_off_the_cpu(monkeypatch):
     assert calls == []
     out = norm.to("meta")(torch.empty(6, 8, 5, 7, device="meta"))  # any non-CPU device (no GPU here)
     assert calls == ["meta"] and out.shape == (6, 8, 5, 7)
+
+
+def test_a_deep_copied_unet_counts_its_own_frames(tiny_pipe):
+    """The frame-count hook reads through the module: a copy made after a 4-frame call normalises a 3-frame call
+    over its 3 frames (a hook closing over the original's counter left the copy's norms at 4 and failed)."""
+    import copy
+
+    unet = tiny_pipe.unet
+    text = torch.randn(2, 77, unet.config.cross_attention_dim)
+    with torch.no_grad():
+        unet(torch.randn(2, 4, 4, 8, 16), 10, encoder_hidden_states=text)
+        clone = copy.deepcopy(unet)
+        three_frames = torch.randn(2, 4, 3, 8, 16)
+        assert torch.equal(clone(three_frames, 10, text).sample, unet(three_frames, 10, text).sample)
