@@ -41,9 +41,9 @@ def _library() -> ctypes.CDLL | None:
     lib = native.load("winograd_f43")
     if lib is not None and not hasattr(lib, "_dvd360_typed"):
         i, p = ctypes.c_int, ctypes.c_void_p
-        lib.winograd_filter.argtypes = [p, p, i, i, i, i, i]
-        lib.winograd_input.argtypes = [p, p, i, i, i, i, i, i, i, i, i, i, i, i]
-        lib.winograd_output.argtypes = [p, p, p, i, i, i, i, i, i, i, i, i, i, i]
+        lib.winograd_filter.argtypes = [p, p, i, i, i, i]
+        lib.winograd_input.argtypes = [p, p, i, i, i, i, i, i, i, i, i, i, i]
+        lib.winograd_output.argtypes = [p, p, p, i, i, i, i, i, i, i, i, i, i]
         lib.winograd_input.restype = lib.winograd_output.restype = i  # 0, or -1: a work buffer was not allocated
         lib._dvd360_typed = True
     return lib
@@ -130,14 +130,13 @@ def winograd_conv2d(
             v = v_buf[: POSITIONS * channels * tiles].view(POSITIONS, channels, tiles)
             m = m_buf[: POSITIONS * kn * tiles].view(POSITIONS, kn, tiles)
             if u_done != (k0, k1):
-                lib.winograd_filter(_ptr(weight), _ptr(u), out_channels, channels, k0, k1, threads)
+                lib.winograd_filter(_ptr(weight), _ptr(u), channels, k0, k1, threads)
                 u_done = (k0, k1)
             if v_done != (r0, r1):
                 _check(
                     lib.winograd_input(
                         _ptr(x),
                         _ptr(v),
-                        n,
                         channels,
                         h,
                         w,
@@ -158,7 +157,6 @@ def winograd_conv2d(
                     _ptr(m),
                     _ptr(bias),
                     _ptr(y),
-                    n,
                     out_channels,
                     out_h,
                     out_w,

@@ -49,8 +49,7 @@
   } while (0)
 
 /* w (K, C, 3, 3) -> U (36, k1 - k0, C) for output channels [k0, k1). */
-void winograd_filter(const float *restrict w, float *restrict U, int K, int C, int k0, int k1, int nthreads) {
-  (void)K;
+void winograd_filter(const float *restrict w, float *restrict U, int C, int k0, int k1, int nthreads) {
   const long kc = k1 - k0, plane = kc * C;
 #pragma omp parallel for collapse(2) num_threads(nthreads) schedule(static)
   for (int k = k0; k < k1; k++)
@@ -73,9 +72,8 @@ void winograd_filter(const float *restrict w, float *restrict U, int K, int C, i
 }
 
 /* x (N, C, H, W) -> V (36, C, (r1 - r0) * TW) for tile rows [r0, r1). Returns 0, or -1 if out of memory. */
-int winograd_input(const float *restrict x, float *restrict V, int N, int C, int H, int W, int pad_h, int pad_w,
-                    int circular, int TH, int TW, int r0, int r1, int nthreads) {
-  (void)N;
+int winograd_input(const float *restrict x, float *restrict V, int C, int H, int W, int pad_h, int pad_w,
+                   int circular, int TH, int TW, int r0, int r1, int nthreads) {
   const long T = (long)(r1 - r0) * TW;
   const int J = TW + 1; /* tile j also reads the first two columns of tile j + 1 */
   const int width = 4 * J;
@@ -137,9 +135,8 @@ int winograd_input(const float *restrict x, float *restrict V, int N, int C, int
 
 /* M (36, k1 - k0, (r1 - r0) * TW) + bias -> y (N, K, Ho, Wo), output channels [k0, k1) of tile rows [r0, r1).
  * Returns 0, or -1 if out of memory. */
-int winograd_output(const float *restrict M, const float *restrict bias, float *restrict y, int N, int K, int Ho,
-                     int Wo, int TH, int TW, int r0, int r1, int k0, int k1, int nthreads) {
-  (void)N;
+int winograd_output(const float *restrict M, const float *restrict bias, float *restrict y, int K, int Ho, int Wo,
+                    int TH, int TW, int r0, int r1, int k0, int k1, int nthreads) {
   const long T = (long)(r1 - r0) * TW, kc = k1 - k0;
   int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
