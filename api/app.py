@@ -1,30 +1,36 @@
 """The FastAPI application: builds the shared clients once, then assembles middleware and one router per resource
 (api/routes/). Nothing here handles a request itself."""
 
+import logging
 import secrets
 
 import redis
 from celery import Celery
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from api import openapi
 from api.deps import Services
 from api.event_hub import EventHub
 from api.idempotency import IdempotencyKeys
-from api.limits import KeyLimits
+from api.limits import KeyLimits, StreamSlots
 from api.log_redaction import redact_access_log
 from api.metrics import Metrics
 from api.request_limits import RequestLimitsMiddleware
 from api.routes import events, files, flows, health, jobs, models
 from api.routes.docs import register_docs
 from api.routes.page import register_page
+from api.schemas import Error, FieldError
 from api.uploads import Uploads
+from core.jobs import JobStore, queue_name
+from core.settings import Settings, get_settings
+from core.signing import signing_key
+from core.storage import LocalStorage, make_storage
 from models.registry import load_registry
-from worker.jobs import JobStore, queue_name
-from worker.settings import Settings, get_settings
-from worker.signing_key import signing_key
-from worker.storage import LocalStorage, make_storage
+
+log = logging.getLogger(__name__)
 
 
 def _link_key(client: redis.Redis, configured: str) -> str:
@@ -46,22 +52,35 @@ def build_services(settings: Settings) -> Services:
         "read": settings.read_rate_limit,
         "auth_failure": settings.auth_failure_limit,
     }
+    celery = Celery("dvd360", broker=settings.redis_url)
     return Services(
         settings=settings,
         redis=client,
-        store=JobStore(client, settings.job_ttl_s),
+        store=JobStore.from_settings(client, celery, settings),
         storage=storage,
         uploads=Uploads(client, storage, settings.upload_ttl_s),
         registry=registry,
         limits=KeyLimits(client, settings.redis_url, rates, settings.max_active_jobs),
         idempotency=IdempotencyKeys(client, settings.idempotency_ttl_s),
         metrics=Metrics(client, [queue_name(n) for n in registry.names()]),
-        celery=Celery("dvd360", broker=settings.redis_url),
+        celery=celery,
     )
 
 
 async def redis_down(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "the job store is unavailable; retry shortly"}, 503, {"Retry-After": "5"})
+
+
+async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+    """A bug answers in the same shape as every other error (the stack goes to the log, not to the client)."""
+    log.error("unhandled error", exc_info=exc)
+    return JSONResponse({"detail": "internal error (logged for the operator); retry, or report it"}, 500)
+
+
+async def field_errors(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 list, without the values sent: they may be huge or not JSON at all (NaN, Infinity)."""
+    errors = [FieldError(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in exc.errors()]
+    return JSONResponse(Error(detail=errors).model_dump(), 422)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,9 +93,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,
+        responses=openapi.errors(*openapi.ON_EVERY_ROUTE),
     )
+    openapi.install(app)
     app.state.services = svc
-    app.state.event_hub = EventHub(settings.redis_url)
+    app.state.event_hub = EventHub(
+        settings.redis_url, StreamSlots(settings.max_streams_per_key), settings.key_recheck_s
+    )
     redact_access_log()
 
     app.add_middleware(RequestLimitsMiddleware, upload_bytes=settings.max_upload_mb * 2**20)
@@ -99,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(svc.metrics.middleware)
     app.add_exception_handler(redis.ConnectionError, redis_down)
     app.add_exception_handler(redis.TimeoutError, redis_down)
+    app.add_exception_handler(RequestValidationError, field_errors)
+    app.add_exception_handler(Exception, internal_error)
 
     for router in (jobs.router, events.router, flows.router, models.router, health.router):
         app.include_router(router)

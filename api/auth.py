@@ -70,11 +70,3 @@ def key_owner(client: redis.Redis, key: str) -> str | None:
     raw = client.get(_record_key(digest))
     record = json.loads(raw) if raw else {"name": None, "sha256": "0" * 64}
     return record["name"] if hmac.compare_digest(record["sha256"], digest) else None
-
-
-def presented_key(x_api_key: str | None, authorization: str | None) -> str | None:
-    if x_api_key:
-        return x_api_key
-    if authorization and authorization.startswith("Bearer "):
-        return authorization[7:]
-    return None

@@ -14,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
-from worker.events import id_tuple, parse_entry, stream_key
-from worker.jobs import TERMINAL
+from api.deps import Caller
+from api.limits import StreamSlots
+from core.events import id_tuple, parse_entry, stream_key
+from core.records import TERMINAL
 
 log = logging.getLogger(__name__)
 BLOCK_MS = 5000
@@ -63,9 +67,31 @@ class Subscription:
                 return event
 
 
+@dataclass(eq=False)
+class Watch:
+    """What a long-lived request (an event stream, a Prefer: wait) holds: one of its key's stream slots, renewed, and
+    its caller, whose key is checked again every `recheck_s`, so a revoked key loses what it had open."""
+
+    hub: EventHub
+    caller: Caller
+    slot: str
+    recheck_s: float
+    checked_at: float = field(default_factory=time.monotonic)
+
+    async def still_valid(self) -> bool:
+        if time.monotonic() - self.checked_at < self.recheck_s:
+            return True
+        self.checked_at = time.monotonic()
+        await self.hub.slots.renew(self.hub.client, self.caller.owner, self.slot)
+        return await run_in_threadpool(self.caller.still_valid)
+
+    async def close(self) -> None:
+        await self.hub.slots.give_back(self.hub.client, self.caller.owner, self.slot)
+
+
 class EventHub:
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
+    def __init__(self, redis_url: str, slots: StreamSlots, recheck_s: float) -> None:
+        self.redis_url, self.slots, self.recheck_s = redis_url, slots, recheck_s
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _start(self) -> None:
@@ -87,6 +113,18 @@ class EventHub:
         self._positions: dict[str, str] = {}  # the last id the reader passed on, per watched stream
         self._wake_key, self._wake_id = f"dvd360:events-wake:{uuid.uuid4().hex}", "0-0"
         self._task: asyncio.Task | None = None
+
+    async def watch(self, caller: Caller) -> Watch:
+        """A stream slot for `caller` (429 when its key holds too many), and the watch over its key."""
+        self._start()
+        return Watch(self, caller, await self.slots.take(self.client, caller.owner), self.recheck_s)
+
+    async def check_resume_id(self, job_id: str, after: str) -> None:
+        """422 for a Last-Event-ID beyond the stream's last event: resuming after it would wait for ever."""
+        self._start()
+        last = await self.client.xrevrange(stream_key(job_id), count=1)
+        if id_tuple(after) > id_tuple(parse_entry(last[0])[0] if last else "0-0"):
+            raise HTTPException(422, "Last-Event-ID is not an id this job's stream sent; reconnect without it")
 
     @contextlib.asynccontextmanager
     async def subscribe(self, job_id: str, after: str | None) -> AsyncIterator[Subscription]:
@@ -138,17 +176,20 @@ class EventHub:
                     for sub in self._subscribers.get(key, ()):
                         sub.queue.put_nowait(event)
 
-    async def finished_within(self, job_id: str, timeout_s: float) -> bool:
-        """Whether the job's final event is there or comes within `timeout_s` (Prefer: wait)."""
+    async def finished_within(self, job_id: str, timeout_s: float, watch: Watch) -> bool:
+        """Whether the job's final event is there or comes within `timeout_s` (Prefer: wait); False as soon as the
+        caller's key stops being valid."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         async with self.subscribe(job_id, None) as sub:
             if any(e.type in TERMINAL for e in await sub.backlog()):
                 return True
             while (left := deadline - loop.time()) > 0:
-                event = await sub.next(left)
-                if event is None or event.type in TERMINAL:
-                    return event is not None
+                event = await sub.next(min(left, watch.recheck_s))
+                if not await watch.still_valid():
+                    return False
+                if event is not None and event.type in TERMINAL:
+                    return True
         return False
 
 

@@ -8,7 +8,7 @@ import re
 
 from fastapi import HTTPException
 
-from worker.deadlines import MAX_DEADLINE_S
+from core.request import MAX_DEADLINE_S
 
 MAX_WAIT_S = 60
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)", re.ASCII)

@@ -1,16 +1,16 @@
-"""A job record as its owner sees it: no owner or internal fields, absolute download links, queue position, timings."""
+"""A job record as its owner sees it (`api.schemas.Job`): only the listed fields, absolute download links, queue
+position and timings."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
+import redis
 from fastapi import Request
 
-from worker.jobs import queue_name
-
-HIDDEN_FIELDS = ("owner", "deliveries")
-HIDDEN_REQUEST_FIELDS = ("flow_key",)
+from api.schemas import Job, JobTimings, Outputs
+from core.jobs import queue_name, queue_position
+from core.records import JobRecord
 
 
 def base_url(request: Request, public_url: str | None) -> str:
@@ -22,22 +22,27 @@ def absolute(url: str, base: str) -> str:
     return f"{base}{url}" if url.startswith("/") else url  # local links are paths; S3 presigned links are absolute
 
 
-def public_job(job: dict[str, Any], svc, base: str) -> dict[str, Any]:
-    view = {k: v for k, v in job.items() if k not in HIDDEN_FIELDS}
-    view["request"] = {k: v for k, v in job["request"].items() if k not in HIDDEN_REQUEST_FIELDS}
-    outputs = {}
-    if job["state"] == "succeeded":
-        for name, key in job["outputs"].items():
-            url, outputs["expires_at"] = svc.storage.url(key, svc.settings.url_expiry_s)
-            outputs[f"{name}_url"] = absolute(url, base)
-    view["outputs"] = outputs
-    if job["state"] == "queued":
-        view["queue_position"] = int(svc.redis.llen(queue_name(job["request"]["base_model"])))
-    start, end = job["started_at"], job["finished_at"]
-    view["timings"] = {
-        "queued_s": round((start or end or time.time()) - job["created_at"], 3),
-        "running_s": round((end or time.time()) - start, 3) if start else None,
-        "total_s": round(end - job["created_at"], 3) if end else None,
-        "pipeline_s": job.get("pipeline_s"),
-    }
-    return view
+def current_position(client: redis.Redis, job: JobRecord) -> int:
+    return queue_position(client.lrange(queue_name(job.request.base_model), 0, -1), job.id)
+
+
+def public_job(job: JobRecord, svc, base: str) -> Job:
+    outputs = Outputs()
+    if job.state == "succeeded":
+        for name, key in job.outputs.items():
+            url, outputs.expires_at = svc.storage.url(key, svc.settings.url_expiry_s)
+            setattr(outputs, f"{name}_url", absolute(url, base))
+    now, start, end = time.time(), job.started_at, job.finished_at
+    timings = JobTimings(
+        queued_s=round((start or end or now) - job.created_at, 3),
+        running_s=round((end or now) - start, 3) if start else None,
+        total_s=round(end - job.created_at, 3) if end else None,
+        pipeline_s=job.timings.pipeline_s,
+        step_s=job.timings.step_s,
+    )
+    return Job(
+        **job.model_dump(include=set(Job.model_fields) - {"outputs", "timings", "queue_position"}),
+        outputs=outputs,
+        timings=timings,
+        queue_position=current_position(svc.redis, job) if job.state == "queued" else None,
+    )

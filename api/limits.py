@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 
 import redis
 from fastapi import HTTPException
@@ -12,7 +13,7 @@ from limits import parse
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from worker.jobs import active_key
+from core.jobs import active_key
 
 ACTIVE_RETRY_AFTER_S = 10
 RATE_WHAT = {
@@ -61,3 +62,45 @@ class KeyLimits:
     def release_job(self, owner: str, job_id: str) -> None:
         """Give back a slot reserved for a request that was refused after all."""
         self.client.srem(active_key(owner), job_id)
+
+
+# Take a slot if fewer than ARGV[3] live ones: lapsed slots (score = when they lapse) are dropped first.
+_TAKE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], math.floor(ARGV[2] * 1000))
+return 1
+"""
+
+
+class StreamSlots:
+    """How many event streams and Prefer: wait requests each API key holds open, across API replicas: a sorted set per
+    key of slot ids scored by when each lapses. A holder renews its slot while it is open, so the slots of a replica
+    that crashed lapse on their own."""
+
+    LEASE_S = 60
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    @staticmethod
+    def _key(owner: str) -> str:
+        return f"dvd360:streams:{owner}"
+
+    async def take(self, client, owner: str) -> str:
+        """A slot id, or 429 when the key already holds `limit` open streams and waits."""
+        slot, now = uuid.uuid4().hex, time.time()
+        if not await client.eval(_TAKE_SLOT, 1, self._key(owner), now, now + self.LEASE_S, self.limit, slot):
+            raise HTTPException(
+                429,
+                f"this API key already has {self.limit} event streams or waits open; close one first",
+                {"Retry-After": str(ACTIVE_RETRY_AFTER_S)},
+            )
+        return slot
+
+    async def renew(self, client, owner: str, slot: str) -> None:
+        await client.zadd(self._key(owner), {slot: time.time() + self.LEASE_S}, xx=True)
+
+    async def give_back(self, client, owner: str, slot: str) -> None:
+        await client.zrem(self._key(owner), slot)

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from worker.job_metrics import DURATION_BUCKETS, DURATIONS_KEY, EXPIRED_KEY, JOBS_KEY, REAPED_KEY
+from core.job_metrics import DURATION_BUCKETS, DURATIONS_KEY, EXPIRED_KEY, JOBS_KEY, REAPED_KEY
 
 
 class JobMetricsCollector(Collector):

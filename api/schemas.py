@@ -1,97 +1,158 @@
-"""Request bodies, validated at the door: every rule names the field and what to change."""
+"""What the API answers, as typed, allow-listed models: each route's `response_model`, and the one error shape every
+4xx and 5xx has. A field is public only if it is listed here: a new field in the job record stays internal until it
+is added to `Job`."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from models.generation_params import (
-    ABSOLUTE_MAX_FRAMES,
-    FPS_MAX,
-    GUIDANCE_MAX,
-    MIN_HEIGHT,
-    GenerationDefaults,
-    panorama_size_error,
-    request_params,
-)
-from models.media.flow_kinds import FLOW_KINDS
-from worker.deadlines import MAX_DEADLINE_S
-from worker.jobs import DEFAULT_WEBHOOK_EVENTS, WebhookEvent
+from core.records import ErrorType, JobState, Progress, Quality, WebhookStatus
+from core.request import FlowKind, GenerationRequest
+from models.generation_params import GenerationDefaults, GenerationLimits
 
 
-class GenerateRequest(BaseModel):
-    """Fields left out (or null) take the chosen model's defaults (`GET /models`); values are checked against the
-    model's limits when the job is accepted."""
+class FieldError(BaseModel):
+    """One field a request got wrong: where (`loc`, from "body", "query" or "header"), why, and a stable type."""
 
-    model_config = ConfigDict(extra="forbid")
+    loc: list[str | int]
+    msg: str
+    type: str
 
-    prompt: str = Field(min_length=1, max_length=1000)
-    negative_prompt: str = Field("", max_length=1000)
-    base_model: str = Field("tiny", max_length=64)
-    flow_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
-    num_frames: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_FRAMES)
-    height: int | None = Field(None, ge=MIN_HEIGHT, le=8192)
-    width: int | None = Field(None, ge=2 * MIN_HEIGHT, le=16384)
-    steps: int | None = Field(None, ge=1, le=1000)
-    guidance_scale: float | None = Field(None, ge=0, le=GUIDANCE_MAX)
-    seed: int | None = Field(None, ge=0, lt=2**31)
-    fps: int | None = Field(None, ge=1, le=FPS_MAX)
-    adapter_scale: float = Field(1.0, ge=0, le=2)
-    loop: bool = Field(False, description="A seamless loop: the last frame flows into the first.")
-    interpolate_to: Literal[24, 30] | None = Field(
-        None, description="Motion-compensated frame interpolation to this playback rate (above fps), seam-aware."
+
+class Error(BaseModel):
+    """Every error answer: `detail` says what to change, as a sentence, or as a list of field errors when the
+    request's fields are at fault (422)."""
+
+    detail: str | list[FieldError]
+
+
+class Unavailable(Error):
+    """A dependency is down (GET /readyz): which ones."""
+
+    status: Literal["unavailable"] = "unavailable"
+    down: list[str]
+
+
+class Outputs(BaseModel):
+    """Signed download links of a succeeded job (absolute URLs), valid until `expires_at` (UNIX seconds)."""
+
+    video_url: str | None = Field(None, description="The equirectangular MP4 with spherical metadata.")
+    poster_url: str | None = Field(None, description="The middle frame, a 2:1 JPEG.")
+    views_url: str | None = Field(
+        None, description="Four perspective views (yaw 0, 90, 180, 270) of the middle frame in one JPEG."
     )
-    latent_rotation: bool = True
-    rotate_features: bool = True
-    circular_padding: bool = True
-    webhook_url: str | None = Field(None, max_length=2000, description="Called with the events in webhook_events.")
-    webhook_events: list[WebhookEvent] = Field(
-        list(DEFAULT_WEBHOOK_EVENTS),
-        min_length=1,
-        max_length=3,
-        description="Which events call webhook_url: start (running), progress (at most one per 2 s), completed.",
-    )
-    deadline_s: float | None = Field(
-        None,
-        gt=0,
-        le=MAX_DEADLINE_S,
-        description="Cancel the job (error_type deadline) if it has not finished this many seconds after submission "
-        "(or the Cancel-After header).",
-    )
-
-    @model_validator(mode="after")
-    def _panorama_size(self) -> GenerateRequest:
-        if (
-            self.height is not None
-            and self.width is not None
-            and (reason := panorama_size_error(self.height, self.width))
-        ):
-            raise ValueError(reason)
-        return self
-
-    def resolved(self, defaults: GenerationDefaults) -> dict[str, Any]:
-        """Every field, with the model's defaults where the request left one out (one side of the size gives the
-        other)."""
-        return request_params(self.model_dump(), defaults)
+    expires_at: int | None = None
 
 
-def _generate_request_body() -> dict[str, Any]:
-    """OpenAPI for POST /generate, which reads the body itself to take JSON or multipart with the file inline."""
-    schema = GenerateRequest.model_json_schema()
-    form = {
-        **schema,
-        "title": "GenerateForm",
-        "properties": {
-            **schema["properties"],
-            "file": {"type": "string", "format": "binary", "description": "Motion file (as in POST /flows)."},
-            "kind": {"type": "string", "enum": list(FLOW_KINDS), "default": "flow_video"},
-        },
-    }
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": schema}, "multipart/form-data": {"schema": form}},
-    }
+class JobTimings(BaseModel):
+    queued_s: float = Field(description="Submission to start (so far, while queued).")
+    running_s: float | None = Field(None, description="Start to finish (so far, while running).")
+    total_s: float | None = Field(None, description="Submission to finish.")
+    pipeline_s: float | None = Field(None, description="The worker's prediction: loading inputs, denoising, encoding.")
+    step_s: float | None = Field(None, description="Mean seconds per denoising step.")
 
 
-GENERATE_REQUEST_BODY = _generate_request_body()
+class Job(BaseModel):
+    """A job as its owner sees it. Times are UNIX seconds."""
+
+    id: str
+    state: JobState
+    request: GenerationRequest = Field(description="The request with every model default filled in.")
+    progress: Progress
+    queue_position: int | None = Field(None, description="While queued: 1 is next to start.")
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    error_type: ErrorType | None = None
+    seed: int | None = Field(None, description="The seed used (chosen at random when the request left it out).")
+    outputs: Outputs
+    timings: JobTimings
+    quality: Quality | None = None
+    webhook: WebhookStatus | None = Field(None, description="The last webhook delivery attempt.")
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+    total: int
+    offset: int
+    limit: int
+
+
+class Upload(BaseModel):
+    """A stored motion upload; name it by `id` as `flow_id` in POST /generate."""
+
+    id: str
+    kind: FlowKind
+    name: str = Field(description="The uploaded file's name (a label only).")
+    bytes: int
+    sha256: str
+    frames: int = Field(description="Frames of motion the file holds.")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    description: str
+    installed: bool = Field(description="Whether its weights are on the workers' disk.")
+    available: bool
+    defaults: GenerationDefaults
+    limits: GenerationLimits
+
+
+class ModelList(BaseModel):
+    models: list[Model]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+
+
+class QueuedEvent(BaseModel):
+    state: Literal["queued"] = "queued"
+    queue_position: int
+
+
+class RunningEvent(BaseModel):
+    state: Literal["running"] = "running"
+
+
+class ProgressEvent(BaseModel):
+    step: int
+    total: int
+    percent: float
+    eta_s: float | None
+
+
+class PreviewEvent(BaseModel):
+    step: int
+    total: int
+    image: str = Field(description="data:image/jpeg;base64,... of the step's predicted clean middle frame (ERP).")
+    width: int
+    height: int
+
+
+class FinalEvent(BaseModel):
+    """`succeeded`, `failed` and `canceled`: the job as GET /jobs/{id} shows it, with its links."""
+
+    job: Job | None
+    error: str | None = None
+    error_type: ErrorType | None = None
+
+
+EVENT_MODELS: dict[str, type[BaseModel]] = {
+    "queued": QueuedEvent,
+    "running": RunningEvent,
+    "progress": ProgressEvent,
+    "preview": PreviewEvent,
+    "succeeded": FinalEvent,
+    "failed": FinalEvent,
+    "canceled": FinalEvent,
+}

@@ -27,9 +27,9 @@ import httpx
 import redis
 
 from benchmarks.bench_service import service_env, uvicorn
+from cli.redis_server import start_redis_server
 from cli.serve import free_port, worker_command
 from cli.submit import sse_events
-from worker.redis_server import start_redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = {"prompt": "a volcano", "num_frames": 8, "height": 64, "width": 128, "steps": 12}
@@ -127,10 +127,10 @@ def preview_overhead(args: argparse.Namespace) -> dict:
     import torch
 
     from benchmarks.bench_model import build_components
+    from core.jobs import JobStore
+    from core.settings import Settings
     from models.pipeline import Panorama360Pipeline
-    from worker.jobs import JobStore
     from worker.live_preview import preview_publisher
-    from worker.settings import Settings
 
     full = args.size == "full"
     shape = {"num_frames": 16 if full else 8, "height": 512 if full else 64, "width": 1024 if full else 128}

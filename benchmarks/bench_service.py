@@ -26,8 +26,8 @@ import httpx
 import redis
 
 from api.auth import create_key
+from cli.redis_server import start_redis_server
 from cli.serve import free_port, worker_command
-from worker.redis_server import start_redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 2}

@@ -15,7 +15,7 @@ import argparse
 import json
 import time
 
-from worker.cost import OVERHEAD_S, units
+from core.cost import OVERHEAD_S, units
 
 SIZES = [(8, 64, 128, 2), (8, 64, 128, 4), (4, 128, 256, 2)]  # frames, height, width, steps
 

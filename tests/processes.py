@@ -124,12 +124,17 @@ def _start_service(command: list[str], env: dict[str, str], log: Path) -> subpro
     return spawn(command, cwd=ROOT, env=full_env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
-def start_worker(env: dict[str, str], log: Path, queues: str = "gen.tiny,webhooks") -> subprocess.Popen:
+def start_worker(
+    env: dict[str, str], log: Path, queues: str = "gen.tiny,webhooks", fault_hooks: bool = False
+) -> subprocess.Popen:
     """A Celery worker process for `queues` (prefork, one child; its own session and process group, so a fault test
-    kills parent and pool child together)."""
+    kills parent and pool child together); with `fault_hooks`, the tests' fault hooks (tests/fault_worker.py)."""
     from cli.serve import worker_command
 
-    return _start_service(worker_command(queues.split(","), 1), {"DVD360_WARM_MODELS": "tiny", **env}, log)
+    command = worker_command(queues.split(","), 1)
+    if fault_hooks:
+        command[command.index("-A") + 1] = "tests.fault_worker"
+    return _start_service(command, {"DVD360_WARM_MODELS": "tiny", **env}, log)
 
 
 def wait_ready(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from celery import Celery, signals
 
+from core.settings import get_settings
 from worker.heartbeat import Heartbeat
-from worker.settings import get_settings
+from worker.runtime import warm_up
 
 settings = get_settings()
-app = Celery("dvd360", broker=settings.redis_url, include=["worker.tasks", "worker.webhooks", "worker.deadlines"])
+app = Celery("dvd360", broker=settings.redis_url, include=["worker.tasks", "worker.webhooks"])
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
@@ -45,8 +46,6 @@ def _heartbeat(sender, **_) -> None:
 @signals.worker_process_init.connect
 def _warm(**_) -> None:
     # in the pool child, never the parent: CUDA cannot be used in a forked child the parent initialised
-    from worker.tasks import warm_up
-
     beat = Heartbeat(settings.heartbeat_file, "warming") if settings.heartbeat_file is not None else None
     warm_up([m for m in settings.warm_models.split(",") if m])
     if beat is not None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import Literal
 
-ErrorType = Literal["input", "timeout", "out_of_memory", "storage", "internal", "canceled", "deadline"]
+from core.records import ErrorType
 
 INTERNAL_MESSAGE = "the job failed because of an internal error (logged for the operator); submit it again"
 

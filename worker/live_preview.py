@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 
-from worker.jobs import JobStore
+from core.jobs import JobStore
 
 
 def preview_publisher(store: JobStore, job_id: str, every: int):

@@ -1,53 +1,16 @@
-"""Pipelines kept loaded per base model in the worker process (loading takes minutes on real weights)."""
+"""Generators (loaded pipelines) kept per base model in the worker process (loading takes minutes on real
+weights)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from models.registry import ModelRegistry, ModelSpec
+from models.registry import ModelRegistry
+from worker.predictor import Generator, PipelineOptions
 
-if TYPE_CHECKING:  # torch stays out of processes that only read settings
-    from models.vae_tiling import VaeTiling
-    from worker.settings import Settings
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """How every pipeline of a worker runs, from its settings (see `worker/settings.py` for each)."""
-
-    decode_chunk_size: int | None = None  # None: the pipeline's measured default for its device
-    cpu_offload: bool = False
-    vae_tiling: VaeTiling | None = None
-    compile: str = "off"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PipelineOptions:
-        from models.vae_tiling import VaeTiling
-
-        tiling = None if settings.vae_tile is None else VaeTiling(settings.vae_tile, settings.vae_tile_overlap)
-        return cls(settings.decode_chunk_size, settings.cpu_offload, tiling, settings.compile)
-
-
-def load_with_options(spec: ModelSpec, device: str | None, options: PipelineOptions):
-    """Load a pipeline for `device` and set it up as `options` say."""
-    from models.devices import default_dtype, select_device
-    from models.loading import load_pipeline
-
-    if options.cpu_offload:
-        # straight into CPU memory in the target's dtype (not onto the GPU and back): the offload hooks move
-        # each model to the target for its stage
-        target = select_device(device)
-        pipe = load_pipeline(spec, device="cpu", dtype=default_dtype(target))
-        pipe.enable_model_cpu_offload(target)
-    else:
-        pipe = load_pipeline(spec, device=device)
-    pipe.decode_chunk_size = options.decode_chunk_size
-    pipe.vae_tiling = options.vae_tiling
-    if options.compile != "off":
-        pipe.enable_compile(backend=options.compile)
-    return pipe
+if TYPE_CHECKING:
+    from models.media.flow_extract import FlowBackend
 
 
 def weight_bytes(pipe: Any) -> int:
@@ -72,12 +35,13 @@ class PipelineCache:
         device: str | None,
         budget_gb: float = 0,
         options: PipelineOptions = PipelineOptions(),
+        flow_backend: FlowBackend | None = None,
     ) -> None:
         self.registry, self.device, self.budget = registry, device, int(budget_gb * 2**30)
-        self.options = options
-        self._loaded: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self.options, self.flow_backend = options, flow_backend
+        self._loaded: OrderedDict[str, tuple[Generator, int]] = OrderedDict()
 
-    def get(self, name: str):
+    def get(self, name: str) -> Generator:
         if name in self._loaded:
             self._loaded.move_to_end(name)
             return self._loaded[name][0]
@@ -85,11 +49,11 @@ class PipelineCache:
         # make room before loading (two models must never be in memory beyond the budget), guessing the new
         # one is as large as the largest loaded; then trim again with its measured size
         self._evict_for(max((size for _, size in self._loaded.values()), default=0))
-        pipe = load_with_options(spec, self.device, self.options)
-        size = weight_bytes(pipe)
+        generator = Generator().setup(spec, self.device, self.options, self.flow_backend)
+        size = weight_bytes(generator.pipe)
         self._evict_for(size)
-        self._loaded[name] = (pipe, size)
-        return pipe
+        self._loaded[name] = (generator, size)
+        return generator
 
     def _evict_for(self, incoming: int) -> None:
         while self._loaded and (not self.budget or self.used_bytes() + incoming > self.budget):

@@ -6,7 +6,9 @@ and k8s) that makes sure every job ends and nothing is kept past its time. Every
 - fails a `queued` job that has no broker message (the record was written, then sending the message failed):
   older than DVD360_QUEUED_GRACE_S, in neither its queue list nor kombu's `unacked` hash, on two passes running;
 - forgets finished or expired jobs in the unfinished index and the per-key active sets (self-healing accounting);
-- deletes expired outputs and uploads (worker/retention.py).
+- deletes expired outputs and uploads (core/retention.py).
+
+Between passes, every DVD360_DEADLINE_POLL_S, it cancels the jobs whose deadline has come (core/deadlines.py).
 
 Several replicas may run: a Redis lock lets one work at a time. Torch-free (it runs on the API image)."""
 
@@ -20,20 +22,13 @@ import time
 
 import redis
 
-from worker.job_metrics import record_reaped
-from worker.jobs import (
-    MAX_DELIVERIES,
-    REPEATED_CRASH,
-    TERMINAL,
-    UNFINISHED_KEY,
-    JobStore,
-    active_key,
-    job_key,
-    queue_name,
-)
+from core.deadlines import cancel_fields, take_due
+from core.job_metrics import record_reaped
+from core.jobs import MAX_DELIVERIES, REPEATED_CRASH, UNFINISHED_KEY, JobStore, active_key, job_key, queue_name
+from core.records import JobRecord
+from core.retention import sweep
+from core.settings import Settings
 from worker.lease import lease_key
-from worker.retention import sweep
-from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "dvd360:reaper:lock"
@@ -43,26 +38,43 @@ LOST_MESSAGE = "the job was accepted but its queue message was lost; submit it a
 
 
 class Reaper:
-    def __init__(self, client: redis.Redis, celery, storage, settings: Settings) -> None:
-        self.client, self.celery, self.storage, self.settings = client, celery, storage, settings
-        self.store = JobStore(client, settings.job_ttl_s)
+    def __init__(self, store: JobStore, storage, settings: Settings) -> None:
+        self.client, self.store, self.storage, self.settings = store.redis, store, storage, settings
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.suspects: set[str] = set()  # queued jobs missing from the broker on the last pass
         self.stale_members: set[tuple[bytes, bytes]] = set()  # active-set members with no job, last pass
 
     def run(self, stop: threading.Event) -> None:
+        next_pass = time.monotonic()
         while not stop.is_set():
             try:
                 if self._hold_lock():
-                    counts = self.pass_once()
-                    if any(counts.values()):
-                        log.info("reaper: %s", counts)
+                    self.enforce_deadlines()
+                    if time.monotonic() >= next_pass:
+                        next_pass = time.monotonic() + self.settings.reaper_interval_s
+                        counts = self.pass_once()
+                        if any(counts.values()):
+                            log.info("reaper: %s", counts)
             except redis.RedisError as exc:
-                log.warning("reaper: Redis unavailable (%s); next pass in %s s", exc, self.settings.reaper_interval_s)
-            stop.wait(self.settings.reaper_interval_s)
+                log.warning("reaper: Redis unavailable (%s); retrying", exc)
+            stop.wait(self.settings.deadline_poll_s)
+
+    def enforce_deadlines(self, now: float | None = None) -> int:
+        """Cancel each job whose deadline has come, once: a queued one right away, a running one at its next step
+        (its worker names it a deadline)."""
+        fired, now = 0, time.time() if now is None else now
+        for job_id in take_due(self.client, now):
+            job = self.store.get(job_id)
+            if job is None or job.finished:
+                continue
+            self.store.request_cancel(job_id)
+            if job.state == "queued":
+                self.store.transition(job_id, "canceled", **cancel_fields(job, now))
+            fired += 1
+        return fired
 
     def _hold_lock(self) -> bool:
-        ttl_ms = int(self.settings.reaper_interval_s * 3000)
+        ttl_ms = int(max(self.settings.reaper_interval_s, self.settings.deadline_poll_s) * 3000)
         if self.client.set(LOCK_KEY, self.me, nx=True, px=ttl_ms):
             return True
         if (self.client.get(LOCK_KEY) or b"").decode() == self.me:
@@ -78,17 +90,17 @@ class Reaper:
         for raw_id, raw_owner in self.client.hgetall(UNFINISHED_KEY).items():
             job_id, owner = raw_id.decode(), raw_owner.decode()
             job = self.store.get(job_id)
-            if job is None or job["state"] in TERMINAL:  # expired record, or a finish that left the index behind
+            if job is None or job.finished:  # expired record, or a finish that left the index behind
                 self.client.hdel(UNFINISHED_KEY, job_id)
                 self.client.srem(active_key(owner), job_id)
                 counts["forgotten"] += 1
-            elif job["state"] == "running" and not self.client.exists(lease_key(job_id)):
+            elif job.state == "running" and not self.client.exists(lease_key(job_id)):
                 counts[self._abandoned(job)] += 1
-            elif job["state"] == "queued" and now - job["created_at"] > self.settings.queued_grace_s:
-                if messages.has(queue_name(job["request"]["base_model"]), job_id):
+            elif job.state == "queued" and now - job.created_at > self.settings.queued_grace_s:
+                if messages.has(queue_name(job.request.base_model), job_id):
                     continue
                 if job_id in self.suspects:  # missing twice: not a message between BRPOP and `unacked`
-                    self.store.transition(self.celery, job_id, "failed", error_type="internal", error=LOST_MESSAGE)
+                    self.store.transition(job_id, "failed", error_type="internal", error=LOST_MESSAGE)
                     record_reaped(self.client, "lost_message", "failed")
                     counts["failed"] += 1
                 else:
@@ -113,18 +125,23 @@ class Reaper:
         self.stale_members = stale_now
         return healed
 
-    def _abandoned(self, job: dict) -> str:
+    def _abandoned(self, job: JobRecord) -> str:
         """A running job nobody holds the lease of: cancel, fail at the delivery cap, or queue it again."""
-        job_id = job["id"]
+        job_id = job.id
         if self.store.cancel_requested(job_id):
-            action = "canceled" if self.store.transition(self.celery, job_id, "canceled")["state"] == "canceled" else ""
-        elif job["deliveries"] >= MAX_DELIVERIES:
-            done = self.store.transition(self.celery, job_id, "failed", error_type="internal", error=REPEATED_CRASH)
-            action = "failed" if done["state"] == "failed" else ""
+            action = (
+                "canceled"
+                if self.store.transition(job_id, "canceled", **cancel_fields(job)).state == "canceled"
+                else ""
+            )
+        elif job.deliveries >= MAX_DELIVERIES:
+            done = self.store.transition(job_id, "failed", error_type="internal", error=REPEATED_CRASH)
+            action = "failed" if done.state == "failed" else ""
         else:
-            action = "requeued" if self.store.transition(self.celery, job_id, "queued")["state"] == "queued" else ""
+            requeued = self.store.transition(job_id, "queued")
+            action = "requeued" if requeued.state == "queued" else ""
             if action:
-                self.celery.send_task("dvd360.generate", args=[job_id], queue=queue_name(job["request"]["base_model"]))
+                self.store.enqueue(requeued)
         if not action:  # it finished between our two reads
             return "forgotten"
         record_reaped(self.client, "lease_expired", action)
@@ -150,24 +167,22 @@ class _BrokerMessages:
         return needle in self.queues[queue] or needle in self.unacked
 
 
-def main(settings: Settings) -> None:
+def main() -> None:
     """`dvd360 reaper`: run until SIGTERM/SIGINT."""
     import signal
 
-    from worker.celery_app import app
-    from worker.storage import make_storage
+    from worker.runtime import runtime
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    reaper = Reaper(redis.Redis.from_url(settings.redis_url, socket_timeout=10), app, make_storage(settings), settings)
+    rt = runtime()
+    settings = rt.settings
     log.info("reaper: every %s s (lease %s s, results kept %s s, uploads %s s)", settings.reaper_interval_s,
              settings.job_lease_s, settings.result_ttl_s, settings.upload_ttl_s)  # fmt: skip
-    reaper.run(stop)
+    Reaper(rt.store, rt.storage, settings).run(stop)
 
 
 if __name__ == "__main__":
-    from worker.settings import get_settings
-
-    main(get_settings())
+    main()

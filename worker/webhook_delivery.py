@@ -1,16 +1,15 @@
 """One webhook POST to an already-checked address: the URL's host is resolved and judged once
 (worker.webhook_targets), the connection goes to that address, and the host still names the Host header, the TLS
-SNI and the certificate that is verified. Signed with the deployment's key (worker.signing_key)."""
+SNI and the certificate that is verified."""
 
 from __future__ import annotations
 
-import hmac
 import ssl
 
 import httpcore
 import httpx
 
-from worker.webhook_targets import Resolver, resolve_webhook_target, system_resolver
+from core.webhook_targets import Resolver, resolve_webhook_target, system_resolver
 
 TIMEOUT_S = 10
 
@@ -34,11 +33,6 @@ class PinnedTransport(httpx.HTTPTransport):
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context or httpx.create_ssl_context(), network_backend=_PinnedBackend(address)
         )
-
-
-def signature(key: str, body: bytes) -> str:
-    """What receivers check: HMAC-SHA256 of the raw body with the signing key."""
-    return "sha256=" + hmac.new(key.encode(), body, "sha256").hexdigest()
 
 
 def post_webhook(

@@ -13,14 +13,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import Reader, Services, Svc
-from api.event_hub import Event, EventHub, Hub
+from api.event_hub import Event, EventHub, Hub, Watch
 from api.job_view import base_url, public_job
+from api.openapi import EVENT_STREAM, errors
 from api.routes.jobs import own_job
-from worker.events import id_tuple
-from worker.jobs import TERMINAL, queue_name
+from core.events import id_tuple
+from core.jobs import queue_name, queue_position
+from core.records import TERMINAL, JobRecord
 
 router = APIRouter(tags=["jobs"])
 KEEP_ALIVE_S = 15
@@ -44,7 +47,7 @@ async def message(svc: Services, job_id: str, event: Event, base: str) -> Server
         job = await run_in_threadpool(svc.store.get, job_id)
         view = await run_in_threadpool(public_job, job, svc, base) if job else None
         extra = {"failed": ("error", "error_type"), "canceled": ("error_type",)}.get(event.type, ())
-        data = {**{k: data.get(k) for k in extra}, "job": view}
+        data = {**{k: data.get(k) for k in extra}, "job": view.model_dump(mode="json") if view else None}
     return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=event.type, id=event.id)
 
 
@@ -52,46 +55,61 @@ def state_after(event: Event) -> str:
     return "queued" if event.type == "queued" else "running"  # a final event ends the stream before this matters
 
 
-async def job_events(svc: Services, hub: EventHub, job: dict, after: str | None, base: str) -> AsyncIterator:
-    queue = queue_name(job["request"]["base_model"])
-    async with hub.subscribe(job["id"], after) as sub:
-        backlog = await sub.backlog()
-        state, last_id, position = job["state"], after or "0-0", None
-        for event in backlog if after else latest_of_each_type(backlog):
-            yield await message(svc, job["id"], event, base)
-            if event.type in TERMINAL:
-                return
-        for event in backlog:
-            state, last_id = state_after(event), event.id
-            position = event.data.get("queue_position", position)
-        finished = job["state"] in TERMINAL  # its final event is a moment behind, or older than event streams
-        while True:
-            event = await sub.next(FINAL_GRACE_S if finished else QUEUE_POLL_S if state == "queued" else None)
-            if event is None and finished:
-                data = {k: job.get(k) for k in ("state", "error", "error_type")}
-                yield await message(svc, job["id"], Event(last_id, job["state"], data), base)
-                return
-            if event is None:  # still queued: the position as GET /jobs/{id} has it, which can only go down
-                waiting = int(await hub.client.llen(queue))
-                if position is None or waiting < position:
-                    position = waiting
-                    data = {"state": "queued", "queue_position": position}
-                    # the id of the last stored event: a reconnect resumes exactly where it would have
-                    yield ServerSentEvent(json.dumps(data), event="queued", id=last_id)
-                continue
-            yield await message(svc, job["id"], event, base)
-            if event.type in TERMINAL:
-                return
-            state, last_id = state_after(event), event.id
-            position = event.data.get("queue_position", position)
+async def stream_events(
+    svc: Services, hub: EventHub, job: JobRecord, after: str | None, base: str, watch: Watch
+) -> AsyncIterator[ServerSentEvent]:
+    queue = queue_name(job.request.base_model)
+    try:
+        async with hub.subscribe(job.id, after) as sub:
+            backlog = await sub.backlog()
+            state, last_id, position = job.state, after or "0-0", None
+            for event in backlog if after else latest_of_each_type(backlog):
+                yield await message(svc, job.id, event, base)
+                if event.type in TERMINAL:
+                    return
+            for event in backlog:
+                state, last_id = state_after(event), event.id
+                position = event.data.get("queue_position", position)
+            finished = job.finished  # its final event is a moment behind, or older than event streams
+            while True:
+                wait = FINAL_GRACE_S if finished else QUEUE_POLL_S if state == "queued" else watch.recheck_s
+                event = await sub.next(wait)
+                if not await watch.still_valid():
+                    return  # the key was revoked: the stream ends
+                if event is None and finished:
+                    data = {"state": job.state, "error": job.error, "error_type": job.error_type}
+                    yield await message(svc, job.id, Event(last_id, job.state, data), base)
+                    return
+                if event is None and state == "queued":  # the position as GET /jobs/{id} has it: it only goes down
+                    now = queue_position(await hub.client.lrange(queue, 0, -1), job.id)
+                    if position is None or now < position:
+                        position = now
+                        data = {"state": "queued", "queue_position": position}
+                        # the id of the last stored event: a reconnect resumes exactly where it would have
+                        yield ServerSentEvent(json.dumps(data), event="queued", id=last_id)
+                    continue
+                if event is None:
+                    continue  # running: it woke to check the key again
+                yield await message(svc, job.id, event, base)
+                if event.type in TERMINAL:
+                    return
+                state, last_id = state_after(event), event.id
+                position = event.data.get("queue_position", position)
+    finally:
+        await watch.close()
 
 
-@router.get("/jobs/{job_id}/events", summary="Server-Sent Events of a job (text/event-stream)")
-async def events(
+@router.get(
+    "/jobs/{job_id}/events",
+    summary="Server-Sent Events of a job (text/event-stream)",
+    response_class=Response,
+    responses={**EVENT_STREAM, **errors(401, 404, 410, 422, 429)},
+)
+async def job_events(
     job_id: str,
     request: Request,
     svc: Svc,
-    who: Reader,
+    caller: Reader,
     hub: Hub,
     last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="last_event_id", max_length=40)] = None,
@@ -102,9 +120,12 @@ async def events(
             id_tuple(after)
         except ValueError:
             raise HTTPException(422, "Last-Event-ID must be an id this stream sent (like 1700000000000-0)") from None
-    job = await run_in_threadpool(own_job, svc, job_id, who)
+    job = await run_in_threadpool(own_job, svc, job_id, caller.owner)
+    if after is not None:
+        await hub.check_resume_id(job.id, after)
+    watch = await hub.watch(caller)
     return EventSourceResponse(
-        job_events(svc, hub, job, after, base_url(request, svc.settings.public_url)),
+        stream_events(svc, hub, job, after, base_url(request, svc.settings.public_url), watch),
         ping=KEEP_ALIVE_S,
         ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
         sep="\n",

@@ -7,17 +7,22 @@ from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import Svc
+from api.schemas import Health, Ready, Unavailable
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-def healthz() -> dict:
-    return {"status": "ok"}
+@router.get("/healthz", response_model=Health)
+def health() -> Health:
+    """The API process answers."""
+    return Health()
 
 
-@router.get("/readyz")
-def readyz(svc: Svc) -> JSONResponse:
+@router.get(
+    "/readyz", response_model=Ready, responses={503: {"model": Unavailable, "description": "A dependency is down."}}
+)
+def ready(svc: Svc) -> JSONResponse:
+    """Whether Redis and the storage answer; 503 names the ones that do not (never exception text)."""
     down = []
     for name, check in (("redis", svc.redis.ping), ("storage", svc.storage.ping)):
         try:
@@ -25,9 +30,9 @@ def readyz(svc: Svc) -> JSONResponse:
         except Exception:  # any backend failure means "not ready": named, never a 500, no internals shown
             down.append(name)
     if down:
-        body = {"status": "unavailable", "down": down, "reason": f"{', '.join(down)} unreachable"}
-        return JSONResponse(body, 503, {"Retry-After": "5"})
-    return JSONResponse({"status": "ready"})
+        body = Unavailable(detail=f"{', '.join(down)} unreachable", down=down)
+        return JSONResponse(body.model_dump(), 503, {"Retry-After": "5"})
+    return JSONResponse(Ready().model_dump())
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -4,24 +4,25 @@ request defaults and limits (what the page fills its form from)."""
 from fastapi import APIRouter
 
 from api.deps import Svc
+from api.schemas import Model, ModelList
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/models")
-def list_models(svc: Svc) -> dict:
+@router.get("/models", response_model=ModelList)
+def list_models(svc: Svc) -> ModelList:
     models = []
     for name in svc.registry.names():
         spec = svc.registry.get(name)
         installed = not spec.missing_paths()
         models.append(
-            {
-                "name": name,
-                "description": spec.description,
-                "installed": installed,
-                "available": installed,
-                "defaults": spec.generation_defaults.model_dump(),
-                "limits": spec.generation_limits.model_dump(),
-            }
+            Model(
+                name=name,
+                description=spec.description,
+                installed=installed,
+                available=installed,
+                defaults=spec.generation_defaults,
+                limits=spec.generation_limits,
+            )
         )
-    return {"models": models}
+    return ModelList(models=models)

@@ -169,3 +169,14 @@ def motion_length(path: str | Path, kind: str) -> int:
         return raw_flow_count(path)
     frames = check_video_policy(path)
     return frames - 1 if kind == "panorama_clip" else frames
+
+
+CHECK_SIZE = (8, 64, 128)  # frames, height, width decoded to check a motion file: cheap, and every reader runs
+
+
+def check_motion_file(path: str | Path, kind: str) -> int:
+    """Decode a motion file the way a job will read it, at a small size (every reader's checks run: a broken or
+    lying file fails here, not in a job), and return how many motion fields it offers. Any length passes here
+    (as for a loop); the request's frames are checked against the count."""
+    load_flow_condition(path, kind, *CHECK_SIZE, loop=True)
+    return motion_length(path, kind)

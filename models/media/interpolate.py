@@ -21,13 +21,20 @@ INTERPOLATION_RATES = (24, 30)  # the frame rates a request may ask for (`interp
 EPS = 1e-6  # output times are multiples of fps / rate: a float's rounding, not a frame
 
 
+def offered_rate(value: object) -> object:
+    """`value` when it is a rate on offer (a number, or its digits as sent in a form), else ValueError saying which
+    rates are."""
+    if value in INTERPOLATION_RATES or (isinstance(value, str) and value.strip() in map(str, INTERPOLATION_RATES)):
+        return value
+    rates = " or ".join(map(str, INTERPOLATION_RATES))
+    raise ValueError(f"interpolate_to must be {rates} (frames per second), got {value}")
+
+
 def check_rate(interpolate_to: int | None, fps: int) -> None:
     """Refuse a rate that is not offered or not above the playback rate, saying what is."""
     if interpolate_to is None:
         return
-    if interpolate_to not in INTERPOLATION_RATES:
-        rates = " or ".join(map(str, INTERPOLATION_RATES))
-        raise ValueError(f"interpolate_to must be {rates} (frames per second), got {interpolate_to}")
+    offered_rate(interpolate_to)
     if interpolate_to <= fps:
         raise ValueError(f"interpolate_to ({interpolate_to}) must be above fps ({fps}): nothing to interpolate")
 

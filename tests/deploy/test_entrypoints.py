@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
-from worker.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

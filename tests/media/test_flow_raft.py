@@ -139,7 +139,7 @@ def test_cli_and_generation_condition_use_raft(tmp_path) -> None:
 def test_workers_refuse_raft_without_weights_at_start(tmp_path) -> None:
     from pydantic import ValidationError
 
-    from worker.settings import Settings
+    from core.settings import Settings
 
     with pytest.raises(ValidationError, match="DVD360_FLOW_BACKEND=raft needs DVD360_RAFT_WEIGHTS"):
         Settings(flow_backend="raft")

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from cli.models import pull_configured_models
+from core.settings import Settings, get_settings
 from models.registry import load_registry
 from tests.pull.pulling import sha256
-from worker.settings import Settings, get_settings
 
 BLOB = os.urandom(4096)
 

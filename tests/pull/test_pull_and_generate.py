@@ -10,10 +10,10 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
+from core.settings import get_settings
 from tests.pull.hub_server import COMMIT
 from tests.pull.pulling import dvd360, pull_env, tiny_catalogue
 from tests.tools import plain, video_stream
-from worker.settings import get_settings
 
 GENERATE = ["--frames", "2", "--height", "64", "--width", "128", "--steps", "1", "--seed", "3"]
 

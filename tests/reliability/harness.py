@@ -14,10 +14,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from cli.redis_server import start_redis_server
+from core.settings import Settings
 from tests.conftest import ROOT, free_port
 from tests.processes import start_reaper, start_worker, track
-from worker.redis_server import start_redis_server
-from worker.settings import Settings
 
 SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 2}
 ONE_STEP = {"num_frames": 1, "height": 64, "width": 128, "steps": 1, "guidance_scale": 1}  # cheap on a busy CPU
@@ -60,11 +60,12 @@ class Stack:
         self.redis.terminate()  # SIGTERM: Redis flushes its append-only file before exiting
         self.redis.wait(timeout=10)
 
-    def start_worker(self, wait: bool = True) -> None:
-        """Start a worker; with `wait`, return once its pool child has loaded the model (its heartbeat says ready),
-        so the tests' deadlines time jobs, not a warm-up that a loaded machine stretches to a minute."""
+    def start_worker(self, wait: bool = True, fault_hooks: bool = False) -> None:
+        """Start a worker (with the tests' fault hooks: tests/fault_worker.py); with `wait`, return once its pool
+        child has loaded the model (its heartbeat says ready), so the tests' deadlines time jobs, not a warm-up that
+        a loaded machine stretches to a minute."""
         previous = self.heartbeat().get("pid")
-        self.worker = start_worker(self.env, self.folder / "worker.log")
+        self.worker = start_worker(self.env, self.folder / "worker.log", fault_hooks=fault_hooks)
         deadline = time.monotonic() + 240
         while wait and ((beat := self.heartbeat()).get("pid") == previous or beat.get("state") != "ready"):
             assert time.monotonic() < deadline and self.worker.poll() is None, self.log()

@@ -1,7 +1,8 @@
 """A crashed worker child comes back (issue 14, section 2): SIGKILL of the prefork pool child while its model takes
-longer to load than Celery's default 4 s "UP" timeout (the TEST HOOK DVD360_TEST_WARMUP_DELAY_S makes warm-up
-slow); the replacement warms up, is not killed in a loop, and runs the next job. Liveness follows the child: its
-heartbeat says "warming" then "ready", and the probe fails while the child is gone or warming past its budget."""
+longer to load than Celery's default 4 s "UP" timeout (the tests' worker hook DVD360_TEST_WARMUP_DELAY_S,
+tests/fault_worker.py, makes warm-up slow); the replacement warms up, is not killed in a loop, and runs the next
+job. Liveness follows the child: its heartbeat says "warming" then "ready", and the probe fails while the child is
+gone or warming past its budget."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_a_killed_child_with_a_slow_model_comes_back_and_runs_the_next_job(tmp_p
         DVD360_WORKER_WARMUP_BUDGET_S=str(WARMUP_BUDGET_S),
     )
     try:
-        stack.start_worker()
+        stack.start_worker(fault_hooks=True)
         deadline = time.monotonic() + 180
         while _beat(heartbeat).get("state") != "ready":
             assert time.monotonic() < deadline and stack.worker.poll() is None, stack.log()

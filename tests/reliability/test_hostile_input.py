@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from cli.serve import free_port
+from core.settings import Settings
+from core.storage import LocalStorage
 from tests.hostile_files import HOSTILE, join_videos, make_hostile_files
 from tests.hostile_memory import api_peak_growth, worker_peak_growth
 from tests.reliability.harness import write_figures
-from worker.settings import Settings
-from worker.storage import LocalStorage
 
 pytestmark = pytest.mark.integration
 FORM = {"prompt": "x", "num_frames": "8", "height": "64", "width": "128", "steps": "1"}

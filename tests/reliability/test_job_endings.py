@@ -4,9 +4,9 @@ show, and nothing stays queued or running.
 
 Injected for real: a soft time limit (Celery's own signal), a deleted upload (the file removed from storage), a full
 temp disk (a filled tmpfs; skipped where mounting is not allowed), a lost broker message (a record with no message,
-what a failed send_task leaves), a lapsed lease (a running record nobody holds). Injected through the TEST HOOK
-worker/test_faults.py (DVD360_TEST_FAULT_HOOKS): exceptions a CPU machine cannot provoke (CUDA out of memory, an S3
-error response, an ffmpeg failure, an unforeseen bug)."""
+what a failed send_task leaves), a lapsed lease (a running record nobody holds). Injected through the tests' worker
+hooks (tests/fault_worker.py): exceptions a CPU machine cannot provoke (CUDA out of memory, an S3 error response, an
+ffmpeg failure, an unforeseen bug)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ import io
 import os
 import subprocess
 import time
+import uuid
 
 import numpy as np
 import pytest
 from celery import Celery
 
+from core.jobs import MAX_DELIVERIES, active_key
+from core.request import GenerationRequest
+from tests.fault_worker import FAULTS
 from tests.reliability.harness import ONE_STEP, Stack, write_figures
-from worker.jobs import MAX_DELIVERIES, JobStore, active_key
-from worker.test_faults import FAULTS
+from tests.stores import LostMessages, job_store
 
 pytestmark = pytest.mark.integration
 EXPECTED = {
@@ -48,30 +51,34 @@ def tmpfs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, tmpfs):
     env = {
-        "DVD360_TEST_FAULT_HOOKS": "1",
         "DVD360_QUEUED_GRACE_S": "1",
         "DVD360_TASK_SOFT_TIME_LIMIT_S": str(TIME_LIMIT_S),
     }
     if tmpfs is not None:
         env["TMPDIR"] = str(tmpfs)
     stack = Stack(tmp_path_factory.mktemp("stack"), **env)
-    stack.start_worker()
+    stack.start_worker(fault_hooks=True)
     yield stack
     stack.close()
 
 
 @pytest.fixture(scope="module")
-def template(stack) -> dict:
+def template(stack) -> GenerationRequest:
     """A full job request as the API resolves it (defaults filled in), from one submitted job's record."""
     job_id = stack.submit(1, **ONE_STEP)[0]
-    return {**stack.states([job_id])[job_id]["request"], "prompt": "direct"}
+    return GenerationRequest.model_validate({**stack.states([job_id])[job_id]["request"], "prompt": "direct"})
 
 
-def _enqueue(stack: Stack, request: dict, **options) -> str:
+def _record(stack: Stack, request: GenerationRequest) -> str:
+    """A job record as the API writes it, whose queue message never reached the broker."""
+    return job_store(stack.redis_url, tasks=LostMessages()).create("anonymous", request, uuid.uuid4().hex).id
+
+
+def _enqueue(stack: Stack, request: GenerationRequest, **options) -> str:
     """A job as the API writes it, sent with Celery options the API never uses (a per-job soft time limit)."""
-    job = JobStore(stack.db, 3600).create("anonymous", request)
-    Celery("dvd360", broker=stack.redis_url).send_task("dvd360.generate", args=[job["id"]], queue="gen.tiny", **options)
-    return job["id"]
+    job_id = _record(stack, request)
+    Celery("dvd360", broker=stack.redis_url).send_task("dvd360.generate", args=[job_id], queue="gen.tiny", **options)
+    return job_id
 
 
 def _assert_safe(message: str) -> None:
@@ -95,7 +102,7 @@ def test_every_exception_type_ends_its_job_with_a_stable_error_type(stack) -> No
 
 
 def test_a_job_past_the_soft_time_limit_fails_as_timeout(stack, template) -> None:
-    request = {**template, "num_frames": 32, "height": 128, "width": 256, "steps": 200}
+    request = template.model_copy(update={"num_frames": 32, "height": 128, "width": 256, "steps": 200})
     job_id = _enqueue(stack, request, soft_time_limit=1)
     job = stack.wait_all([job_id], timeout_s=90)[job_id]
     assert (job["state"], job["error_type"]) == ("failed", "timeout"), (job, stack.log())
@@ -138,12 +145,12 @@ def test_a_full_temp_disk_fails_as_storage(stack, tmpfs) -> None:
 
 
 def test_a_queued_job_whose_message_was_lost_is_failed_by_the_reaper(stack, template) -> None:
-    job = JobStore(stack.db, 3600).create("anonymous", template)  # then send_task "failed": no message
-    stack.db.sadd(active_key("anonymous"), job["id"])
-    ended = stack.wait_all([job["id"]], timeout_s=20)[job["id"]]
+    job_id = _record(stack, template)
+    stack.db.sadd(active_key("anonymous"), job_id)
+    ended = stack.wait_all([job_id], timeout_s=20)[job_id]
     assert (ended["state"], ended["error_type"]) == ("failed", "internal"), ended
     assert "message was lost" in ended["error"]
-    assert not stack.db.sismember(active_key("anonymous"), job["id"])
+    assert not stack.db.sismember(active_key("anonymous"), job_id)
     assert b'dvd360_jobs_reaped_total{action="failed",reason="lost_message"}' in stack.api.get("/metrics").content
     write_figures("lost_message", _figures([ended], "internal"))
 
@@ -158,15 +165,15 @@ def test_an_active_slot_with_no_job_behind_it_is_given_back(stack) -> None:
 
 
 def test_a_running_job_with_no_lease_is_requeued_then_failed_at_the_cap(stack, template) -> None:
-    store = JobStore(stack.db, 3600)
-    orphan = store.create("anonymous", template)  # a worker took it, acknowledged it, vanished
-    store.update(orphan["id"], state="running", deliveries=1)
-    capped = store.create("anonymous", template)
-    store.update(capped["id"], state="running", deliveries=MAX_DELIVERIES)
-    jobs = stack.wait_all([orphan["id"], capped["id"]], timeout_s=60)
-    assert jobs[orphan["id"]]["state"] == "succeeded" and jobs[orphan["id"]]["deliveries"] == 2, stack.log()
-    assert (jobs[capped["id"]]["state"], jobs[capped["id"]]["error_type"]) == ("failed", "internal")
-    assert "repeatedly" in jobs[capped["id"]]["error"]
+    store = job_store(stack.redis_url)
+    orphan = _record(stack, template)  # a worker took it, acknowledged it, vanished
+    store.update(orphan, state="running", deliveries=1)
+    capped = _record(stack, template)
+    store.update(capped, state="running", deliveries=MAX_DELIVERIES)
+    jobs = stack.wait_all([orphan, capped], timeout_s=60)
+    assert jobs[orphan]["state"] == "succeeded" and jobs[orphan]["deliveries"] == 2, stack.log()
+    assert (jobs[capped]["state"], jobs[capped]["error_type"]) == ("failed", "internal")
+    assert "repeatedly" in jobs[capped]["error"]
     write_figures("lapsed_lease", {**_figures(list(jobs.values()), "internal"), "requeued": 1})
 
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import redis
 
+from core.jobs import FINISHED_KEY
+from core.retention import UPLOADS_KEY, sweep, tombstone_key
+from core.settings import Settings
+from core.storage import S3Storage
 from tests.processes import S3_BUCKET, S3Server
 from tests.reliability.harness import ONE_STEP, Stack, write_figures
-from worker.jobs import FINISHED_KEY
-from worker.retention import UPLOADS_KEY, sweep, tombstone_key
-from worker.settings import Settings
-from worker.storage import S3Storage
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_expired_outputs_and_uploads_are_deleted_and_the_job_answers_410(tmp_pat
         upload = tmp_path / "storage" / "uploads" / f"{uploaded.json()['id']}.npy"
         assert upload.is_file()
         assert stack.wait_all([job_id], timeout_s=90)[job_id]["state"] == "succeeded", stack.log()
-        assert stack.output_files(job_id) == ["poster.jpg", "preview.jpg", "video.mp4"]
+        assert stack.output_files(job_id) == ["poster.jpg", "video.mp4", "views.jpg"]
         deadline = time.monotonic() + 30
         while stack.output_files(job_id) or upload.exists():
             assert time.monotonic() < deadline, (tmp_path / "reaper.log").read_text()[-2000:]

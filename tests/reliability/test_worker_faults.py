@@ -11,7 +11,7 @@ import pytest
 from tests.reliability.harness import ONE_STEP, Stack, write_figures
 
 pytestmark = pytest.mark.integration
-OUTPUTS = ["poster.jpg", "preview.jpg", "video.mp4"]
+OUTPUTS = ["poster.jpg", "video.mp4", "views.jpg"]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from worker.settings import Settings
+from core.settings import Settings
 
 pytestmark = pytest.mark.integration
 BODY = {"prompt": "a volcano", "num_frames": 8, "height": 64, "width": 128, "steps": 1}
@@ -63,11 +63,13 @@ def test_requests_without_sizes_take_the_models_defaults_and_limits_name_the_fie
 def test_output_links_are_absolute_from_the_public_url(make_api) -> None:
     api = make_api(public_url="https://videos.example.org/api/")
     job = api.post("/generate", json=BODY).json()
-    db_job = dict(job, state="succeeded", outputs={"video": f"outputs/{job['id']}/video.mp4"})
+    services = api.app.state.services
+    record = services.store.get(job["id"])
+    done = record.model_copy(update={"state": "succeeded", "outputs": {"video": f"outputs/{job['id']}/video.mp4"}})
     from api.job_view import public_job
 
-    view = public_job(db_job, api.app.state.services, "https://videos.example.org/api")
-    assert view["outputs"]["video_url"].startswith("https://videos.example.org/api/files/outputs/")
+    view = public_job(done, services, "https://videos.example.org/api")
+    assert view.outputs.video_url.startswith("https://videos.example.org/api/files/outputs/")
 
 
 def test_queued_jobs_per_key_are_capped_and_freed_by_cancel(make_api) -> None:
@@ -101,6 +103,16 @@ def test_a_refused_idempotent_request_can_be_retried(make_api) -> None:
     assert api.post("/generate", json=BODY, headers=key).status_code == 429
     api.post(f"/jobs/{api.get('/jobs').json()['jobs'][0]['id']}/cancel")
     assert api.post("/generate", json=BODY, headers=key).status_code == 202
+
+
+def test_an_idempotent_retry_at_the_active_job_cap_gets_its_job(make_api) -> None:
+    api = make_api(max_active_jobs=1)
+    key = {"Idempotency-Key": "one"}
+    first = api.post("/generate", json=BODY, headers=key)
+    again = api.post("/generate", json=BODY, headers=key)  # the cap is full, with this very job
+    assert first.status_code == again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert api.post("/generate", json=BODY).status_code == 429  # a new job is still refused
 
 
 def test_multipart_generate_takes_the_flow_file_inline(make_api) -> None:
@@ -144,7 +156,7 @@ def test_cors_comes_from_settings(make_api) -> None:
 
 
 def test_metrics_count_requests_queue_depth_and_finished_jobs(make_api, redis_url) -> None:
-    from worker.job_metrics import record_finished
+    from core.job_metrics import record_finished
 
     api = make_api()
     api.post("/generate", json=BODY)
@@ -193,7 +205,7 @@ def test_validation_names_the_field(make_api) -> None:
 
 
 def test_download_links_expire(make_api, tmp_path) -> None:
-    from worker.storage import LocalStorage
+    from core.storage import LocalStorage
 
     api = make_api(signing_key="k")
     storage = LocalStorage(tmp_path / "storage", "k")

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.auth import hash_key
+from core.settings import Settings
 from tests.conftest import free_port
-from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def test_keys_are_required_hashed_and_isolated(redis_url, tmp_path, monkeypatch)
     monkeypatch.setenv("DVD360_REDIS_URL", redis_url)
     redis.Redis.from_url(redis_url).flushdb()
     from cli.main import app as cli
-    from worker.settings import get_settings
+    from core.settings import get_settings
 
     get_settings.cache_clear()
     keys = [CliRunner().invoke(cli, ["keys", "create", who]).output.strip() for who in ("alice", "bob")]
@@ -59,7 +59,7 @@ def test_redis_down_answers_503_with_retry_after(tmp_path) -> None:
 
 def cli_in(redis_url: str, monkeypatch, *args: str):
     from cli.main import app as cli
-    from worker.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("DVD360_REDIS_URL", redis_url)
     get_settings.cache_clear()

@@ -24,10 +24,12 @@ import pytest
 from PIL import Image
 
 from cli.submit import sse_events
+from core.events import id_tuple
+from core.records import JobRecord
 from tests.conftest import ROOT, SIGNING_KEY, free_port
 from tests.processes import start_api, wait_ready
+from tests.stores import stored_job as make_job
 from tests.tools import video_stream
-from worker.events import id_tuple
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # the shared 2-core machine is often busy
 SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 4, "seed": 3}
@@ -119,9 +121,7 @@ def apis(serve_redis, tmp_path_factory):
 def bare_api(redis_url, tmp_path_factory):
     """An API process on the session's Redis with no worker: the tests write the job's changes through JobStore, as
     the API and workers do, and read what the stream makes of them."""
-    import redis
-
-    from worker.jobs import JobStore
+    from tests.stores import job_store
 
     port, log = free_port(), tmp_path_factory.mktemp("bare_api") / "api.log"
     env = {"DVD360_REDIS_URL": redis_url, "DVD360_AUTH": "false", "DVD360_DATA_DIR": str(log.parent)}
@@ -129,14 +129,14 @@ def bare_api(redis_url, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, [process], log)
-        yield SimpleNamespace(url=url, store=JobStore(redis.Redis.from_url(redis_url), 3600))
+        yield SimpleNamespace(url=url, store=job_store(redis_url))
     finally:
         process.terminate()
         process.wait(timeout=20)
 
 
-def stored_job(store, **request) -> dict:
-    return store.create("anonymous", {"prompt": "x", "base_model": "tiny", **SMALL, **request})
+def stored_job(store, **request) -> JobRecord:
+    return make_job(store, **SMALL, **request)
 
 
 def test_resume_replay_and_nothing_after_the_final_event(bare_api) -> None:
@@ -145,36 +145,36 @@ def test_resume_replay_and_nothing_after_the_final_event(bare_api) -> None:
     live: list = []
     subscribed = threading.Event()
     reader = threading.Thread(
-        target=lambda: live.extend(read_events(bare_api.url, job["id"], stop=lambda e: subscribed.set(), timeout=30))
+        target=lambda: live.extend(read_events(bare_api.url, job.id, stop=lambda e: subscribed.set(), timeout=30))
     )
     reader.start()
     assert subscribed.wait(30)  # it has the queued event: what follows reaches it live
-    store.transition(None, job["id"], "running")
+    store.transition(job.id, "running")
     for step in (1, 2, 3):
-        store.report_progress(None, job["id"], step, 3, 1.0)
-    store.publish(job["id"], "preview", {"step": 3, "total": 3, "image": "data:image/jpeg;base64,", "width": 256})
-    store.transition(None, job["id"], "succeeded", outputs={})
+        store.report_progress(job.id, step, 3, 1.0)
+    store.publish(job.id, "preview", {"step": 3, "total": 3, "image": "data:image/jpeg;base64,", "width": 256})
+    store.transition(job.id, "succeeded", outputs={})
     reader.join(timeout=30)
     assert types(live) == ["queued", "running", "progress", "progress", "progress", "preview", "succeeded"]
-    assert store.publish(job["id"], "progress", {"step": 4}) is None  # nothing after the final event
+    assert store.publish(job.id, "progress", {"step": 4}) is None  # nothing after the final event
     after_first_step = live[2][0]
-    resumed = read_events(bare_api.url, job["id"], {"Last-Event-ID": after_first_step})
+    resumed = read_events(bare_api.url, job.id, {"Last-Event-ID": after_first_step})
     assert [e[0] for e in resumed] == [e[0] for e in live[3:]]
-    assert types(read_events(bare_api.url, job["id"])) == ["succeeded"]
-    assert types(read_events(bare_api.url, job["id"], params={"last_event_id": "0"})) == types(live)
+    assert types(read_events(bare_api.url, job.id)) == ["succeeded"]
+    assert types(read_events(bare_api.url, job.id, params={"last_event_id": "0"})) == types(live)
 
 
 def test_a_running_job_shows_its_latest_state_and_a_finished_one_without_a_stream_its_final(bare_api) -> None:
     store = bare_api.store
     job = stored_job(store)
-    store.transition(None, job["id"], "running")
+    store.transition(job.id, "running")
     for step in (1, 2):
-        store.report_progress(None, job["id"], step, 4, 3.0)
-    first = read_events(bare_api.url, job["id"], stop=lambda e: e[1] == "progress")
+        store.report_progress(job.id, step, 4, 3.0)
+    first = read_events(bare_api.url, job.id, stop=lambda e: e[1] == "progress")
     assert types(first) == ["queued", "running", "progress"] and first[-1][2]["step"] == 2
-    store.transition(None, job["id"], "failed", error="boom", error_type="input")
-    store.redis.delete(f"dvd360:events:{job['id']}")  # as a job from before event streams, or an expired stream
-    final = read_events(bare_api.url, job["id"])
+    store.transition(job.id, "failed", error="boom", error_type="input")
+    store.redis.delete(f"dvd360:events:{job.id}")  # as a job from before event streams, or an expired stream
+    final = read_events(bare_api.url, job.id)
     assert types(final) == ["failed"] and final[0][2]["error_type"] == "input" and final[0][2]["job"]["error"] == "boom"
 
 
@@ -182,8 +182,7 @@ def test_queue_position_goes_down_as_jobs_ahead_leave(bare_api) -> None:
     store = bare_api.store
     store.redis.delete("gen.tiny")
     store.redis.lpush("gen.tiny", "ahead-1", "ahead-2")  # two messages ahead (no worker takes them here)
-    job = stored_job(store)
-    store.redis.lpush("gen.tiny", "this-job")
+    job = stored_job(store)  # its own message is the third
     positions = []
 
     def leave(event) -> bool:
@@ -192,7 +191,7 @@ def test_queue_position_goes_down_as_jobs_ahead_leave(bare_api) -> None:
             store.redis.rpop("gen.tiny")  # the oldest leaves: the next poll reports one less
         return len(positions) == 3
 
-    read_events(bare_api.url, job["id"], stop=leave, timeout=30)
+    read_events(bare_api.url, job.id, stop=leave, timeout=30)
     store.redis.delete("gen.tiny")
     assert positions == [3, 2, 1]
 

@@ -13,10 +13,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from core.settings import Settings
+from core.storage import S3Storage
 from tests.processes import S3_BUCKET, S3Server, start_worker
 from tests.tools import spherical_side_data, video_stream
-from worker.settings import Settings
-from worker.storage import S3Storage
 
 pytestmark = pytest.mark.integration
 SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 2, "seed": 3}

@@ -19,9 +19,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from worker.signing_key import KEY, signing_key
-from worker.webhook_delivery import post_webhook, signature
-from worker.webhook_targets import WebhookTargetError, webhook_target_error
+from core.signing import KEY, signing_key, verify_webhook, webhook_headers
+from core.webhook_targets import WebhookTargetError, webhook_target_error
+from worker.webhook_delivery import post_webhook
 
 PUBLIC = "93.184.216.34"
 
@@ -112,7 +112,7 @@ def test_every_resolved_address_is_judged() -> None:
 
 def test_an_out_of_range_port_is_a_422(redis_url, tmp_path) -> None:
     from api.app import create_app
-    from worker.settings import Settings
+    from core.settings import Settings
 
     api = TestClient(create_app(Settings(redis_url=redis_url, data_dir=tmp_path, auth=False, signing_key="k")))
     for url in ("http://1.1.1.1:99999/", "http://[::1]:70000/", "http://1.1.1.1:x/"):
@@ -179,7 +179,7 @@ def test_delivery_connects_to_the_checked_address_with_the_urls_host(receiver) -
     the injected resolver only, the request carries the URL's Host and the signature."""
     port = receiver.server_address[1]
     body = b'{"event": "job.succeeded"}'
-    headers = {"Content-Type": "application/json", "X-Dvd360-Signature": signature("k", body)}
+    headers = {"Content-Type": "application/json", **webhook_headers("k", "msg-1", body)}
     url = f"http://hooks.example:{port}/hook?token=t"
     status = post_webhook(url, body, headers, allow_private=True, resolve=lambda h, p: ["127.0.0.1"])
     assert status == 204
@@ -187,6 +187,7 @@ def test_delivery_connects_to_the_checked_address_with_the_urls_host(receiver) -
     assert got == body and received["Host"] == f"hooks.example:{port}"
     expected = "sha256=" + hmac.new(b"k", body, "sha256").hexdigest()
     assert hmac.compare_digest(received["X-Dvd360-Signature"], expected)
+    assert verify_webhook("k", received, got) == {"event": "job.succeeded"} and received["webhook-id"] == "msg-1"
     with pytest.raises(WebhookTargetError, match="private"):  # the same receiver, private targets not allowed
         post_webhook(url, body, headers, allow_private=False, resolve=lambda h, p: ["127.0.0.1"])
     assert len(receiver.received) == 1

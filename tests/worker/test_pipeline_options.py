@@ -5,17 +5,18 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from core.settings import Settings
 from models.registry import load_registry
 from models.tiny import build_tiny_pipeline
 from models.vae_tiling import VaeTiling
-from worker.pipeline_cache import PipelineCache, PipelineOptions
-from worker.settings import Settings
+from worker.pipeline_cache import PipelineCache
+from worker.predictor import PipelineOptions
 
 JOB = {"num_frames": 2, "height": 64, "width": 128, "num_inference_steps": 2, "seed": 4}
 
 
 def cached_tiny(options: PipelineOptions):
-    return PipelineCache(load_registry(None), "cpu", options=options).get("tiny")
+    return PipelineCache(load_registry(None), "cpu", options=options).get("tiny").pipe
 
 
 def offload_hooks(pipe) -> list[bool]:

@@ -61,13 +61,13 @@ function showEnd(job) {
   $("download").href = outputs.video_url;
   $("download").hidden = false;
   $("play").disabled = false;
-  // preview_url is one picture of four perspective views side by side; each tile shows a quarter of it. Only
+  // views_url is one picture of four perspective views side by side; each tile shows a quarter of it. Only
   // quotes and backslashes are escaped for CSS: a presigned S3 link is already percent-encoded.
-  if (outputs.preview_url) {
-    const cssUrl = outputs.preview_url.replace(/["\\\n]/g, encodeURIComponent);
+  if (outputs.views_url) {
+    const cssUrl = outputs.views_url.replace(/["\\\n]/g, encodeURIComponent);
     $("views").style.setProperty("--views-url", `url("${cssUrl}")`);
   }
-  $("views").hidden = !outputs.preview_url;
+  $("views").hidden = !outputs.views_url;
   viewer.load(outputs.video_url).catch(() => {}); // autoplay may be refused; the Play button still works
 }
 

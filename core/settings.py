@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     metrics_token: str = Field("", description="When set, GET /metrics needs `Authorization: Bearer <token>`.")
     max_active_jobs: int = Field(8, ge=1, description="Queued plus running jobs one API key may have.")
     idempotency_ttl_s: int = Field(24 * 3600, description="How long an Idempotency-Key keeps answering its job.")
+    max_streams_per_key: int = Field(
+        32, ge=1, description="Event streams (and Prefer: wait requests) one API key may hold open at once."
+    )
+    key_recheck_s: float = Field(
+        5, gt=0, description="How often open event streams and waits check that their API key is still valid."
+    )
     webhook_allow_private: bool = Field(False, description="Allow webhooks to loopback/private addresses.")
     preview_every: int = Field(
         2, ge=0, description="A live preview frame (job events) every N denoising steps; 0: no previews."
@@ -100,6 +106,7 @@ class Settings(BaseSettings):
     task_soft_time_limit_s: int = Field(1800, ge=1, description="A job running longer fails (error_type timeout).")
     job_lease_s: float = Field(60, gt=0, description="Lease a worker refreshes while it runs a job; lapsed: reaped.")
     reaper_interval_s: float = Field(15, gt=0, description="How often the reaper checks unfinished jobs and expiries.")
+    deadline_poll_s: float = Field(0.5, gt=0, description="How often the reaper looks for jobs past their deadline.")
     queued_grace_s: float = Field(120, gt=0, description="A queued job with no broker message this long is failed.")
     result_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="How long a finished job and its outputs are kept.")
     upload_ttl_s: int = Field(24 * 3600, ge=1, description="How long a motion upload is kept.")
@@ -110,10 +117,8 @@ class Settings(BaseSettings):
         1800, gt=0, description="Liveness: how long a worker may report 'warming' before it counts as stuck."
     )
     cost_s_per_unit: float | None = Field(
-        None, gt=0, description="Seconds per frame x pixel x step on the workers' device (default: worker/cost.py)."
+        None, gt=0, description="Seconds per frame x pixel x step on the workers' device (default: core/cost.py)."
     )
-    test_warmup_delay_s: float = Field(0, ge=0, description="TEST HOOK: seconds a worker child sleeps in warm-up.")
-    test_fault_hooks: bool = Field(False, description="TEST HOOK: a prompt 'raise:<name>' raises that in the job.")
 
     @field_validator("raft_weights", "model_registry", "catalogue", mode="before")
     @classmethod

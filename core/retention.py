@@ -1,7 +1,8 @@
 """Retention: a finished job's outputs are deleted DVD360_RESULT_TTL_S after it finished, an upload
 DVD360_UPLOAD_TTL_S after it was stored. Indexes (sorted sets scored by time) say what is due, so a sweep costs
 what expired, not what is stored. An expired job leaves a small tombstone for longer, so its owner gets 410 with a
-reason instead of 404. S3 deployments add bucket lifecycle rules as a backstop (docker-compose.yml, k8s)."""
+reason instead of 404 (a finished record is kept at least until then: core/jobs.py). S3 deployments add bucket
+lifecycle rules as a backstop (docker-compose.yml, k8s)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import time
 
 import redis
 
-from worker.job_metrics import record_expired
-from worker.jobs import FINISHED_KEY, job_key, owner_key
+from core.events import stream_key
+from core.job_metrics import record_expired
+from core.jobs import FINISHED_KEY, job_key, owner_key
 
 log = logging.getLogger(__name__)
 UPLOADS_KEY = "dvd360:uploads"
@@ -50,7 +52,7 @@ def sweep(client: redis.Redis, storage, result_ttl_s: int, upload_ttl_s: int, no
         gone = {"owner": owner, "expired_at": now, "reason": f"finished jobs are kept {result_ttl_s} s"}
         pipe = client.pipeline()
         pipe.set(tombstone_key(job_id), json.dumps(gone), ex=TOMBSTONE_TTL_S)
-        pipe.delete(job_key(job_id))
+        pipe.delete(job_key(job_id), stream_key(job_id))  # the record, and its events with their last preview
         pipe.zrem(owner_key(owner), job_id)
         pipe.zrem(FINISHED_KEY, member)
         pipe.execute()

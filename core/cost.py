@@ -10,9 +10,9 @@ script prints it)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from worker.settings import Settings
+from core.request import GenerationRequest
+from core.settings import Settings
+from models.registry import ModelSpec
 
 S_PER_UNIT = {
     ("tiny", "cpu"): 2.5e-5,  # measured: see the module docstring
@@ -25,25 +25,26 @@ S_PER_UNIT = {
 OVERHEAD_S = 5.0  # encoding the video, pictures, storing: seconds on top of the denoising loop
 
 
-def model_kind(spec) -> str:
+def model_kind(spec: ModelSpec) -> str:
     """Which row of S_PER_UNIT a registry entry uses: the built-in tiny model, or an SD-1.5-size model."""
     return "tiny" if spec.builtin == "tiny" else "sd15"
 
 
-def units(params: dict[str, Any]) -> float:
-    passes = 2 if params.get("guidance_scale", 0) > 1 else 1
-    return params["num_frames"] * params["height"] * params["width"] * params["steps"] * passes
+def units(request: GenerationRequest) -> float:
+    """The work of a resolved request: frames x pixels x steps, twice with classifier-free guidance."""
+    passes = 2 if request.guidance_scale > 1 else 1
+    return request.num_frames * request.height * request.width * request.steps * passes
 
 
-def estimated_seconds(params: dict[str, Any], model_kind: str, settings: Settings) -> float:
+def estimated_seconds(request: GenerationRequest, model_kind: str, settings: Settings) -> float:
     device = (settings.device or "cpu").split(":")[0]
     rate = settings.cost_s_per_unit or S_PER_UNIT.get((model_kind, device), S_PER_UNIT[("sd15", device)])
-    return OVERHEAD_S + units(params) * rate
+    return OVERHEAD_S + units(request) * rate
 
 
-def cost_refusal(params: dict[str, Any], model_kind: str, settings: Settings) -> str | None:
-    """Why the request cannot finish within the worker's time limit, or None."""
-    estimate = estimated_seconds(params, model_kind, settings)
+def cost_refusal(request: GenerationRequest, model_kind: str, settings: Settings) -> str | None:
+    """Why the (resolved) request cannot finish within the worker's time limit, or None."""
+    estimate = estimated_seconds(request, model_kind, settings)
     limit = settings.task_soft_time_limit_s
     if estimate <= limit:
         return None

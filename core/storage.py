@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from worker.settings import Settings
+from core.settings import Settings
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".npy": "application/octet-stream"}
 

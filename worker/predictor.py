@@ -1,0 +1,174 @@
+"""The prediction, split from the server the way Cog splits them: `Generator.setup` loads a model once, `predict` turns
+one resolved `GenerationRequest` (and its motion file, if any) into output files: the pipeline call, frame
+interpolation, the H.264 MP4 with spherical metadata, the poster and the four perspective views.
+
+The generation task wraps it in a job's lifecycle (worker/tasks.py: lease, state, events, storage, webhooks);
+`dvd360 generate` calls it directly, so a fixed seed gives the same frames either way. Celery-free; torch is
+imported when a model is set up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.records import OutputName, Timings
+from core.request import FlowKind, GenerationRequest
+from models.registry import ModelSpec
+
+if TYPE_CHECKING:  # torch stays out of processes that only read settings
+    from core.settings import Settings
+    from models.media.flow_extract import FlowBackend
+    from models.vae_tiling import VaeTiling
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How every pipeline of a worker runs, from its settings (see `core/settings.py` for each)."""
+
+    decode_chunk_size: int | None = None  # None: the pipeline's measured default for its device
+    cpu_offload: bool = False
+    vae_tiling: VaeTiling | None = None
+    compile: str = "off"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineOptions:
+        from models.vae_tiling import VaeTiling
+
+        tiling = None if settings.vae_tile is None else VaeTiling(settings.vae_tile, settings.vae_tile_overlap)
+        return cls(settings.decode_chunk_size, settings.cpu_offload, tiling, settings.compile)
+
+
+def load_with_options(spec: ModelSpec, device: str | None, options: PipelineOptions):
+    """Load a pipeline for `device` and set it up as `options` say."""
+    from models.devices import default_dtype, select_device
+    from models.loading import load_pipeline
+
+    if options.cpu_offload:
+        # straight into CPU memory in the target's dtype (not onto the GPU and back): the offload hooks move
+        # each model to the target for its stage
+        target = select_device(device)
+        pipe = load_pipeline(spec, device="cpu", dtype=default_dtype(target))
+        pipe.enable_model_cpu_offload(target)
+    else:
+        pipe = load_pipeline(spec, device=device)
+    pipe.decode_chunk_size = options.decode_chunk_size
+    pipe.vae_tiling = options.vae_tiling
+    if options.compile != "off":
+        pipe.enable_compile(backend=options.compile)
+    return pipe
+
+
+@dataclass(frozen=True)
+class Motion:
+    """A motion file on this machine and what it holds."""
+
+    path: Path
+    kind: FlowKind
+
+
+@dataclass(frozen=True)
+class PredictionHooks:
+    """What the caller hears while the model denoises: `progress(step, total)` after every step, `should_cancel()`
+    before every step (True stops it: GenerationCanceled), `preview(step, total, x0)` with the step's predicted clean
+    latents."""
+
+    progress: Callable[[int, int], None] | None = None
+    should_cancel: Callable[[], bool] | None = None
+    preview: Callable[[int, int, Any], None] | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    files: dict[OutputName, Path]
+    seed: int
+    timings: Timings = field(default_factory=Timings)
+
+
+class Generator:
+    def __init__(self) -> None:
+        self.pipe: Any = None
+        self.flow_backend: FlowBackend | None = None
+
+    def setup(
+        self,
+        spec: ModelSpec,
+        device: str | None = None,
+        options: PipelineOptions = PipelineOptions(),
+        flow_backend: FlowBackend | None = None,
+    ) -> Generator:
+        """Load the model's pipeline (minutes for real weights); `flow_backend` measures the motion of panorama
+        clips (default: DIS on the CPU)."""
+        from models.media.flow_extract import FlowBackend
+
+        self.pipe = load_with_options(spec, device, options)
+        self.flow_backend = flow_backend or FlowBackend("dis")
+        return self
+
+    def predict(
+        self,
+        request: GenerationRequest,
+        files: dict[OutputName, Path],
+        motion: Motion | None = None,
+        hooks: PredictionHooks = PredictionHooks(),
+    ) -> Prediction:
+        """Write the outputs named in `files` (video, poster, views) to their paths. Raises GenerationCanceled when
+        `hooks.should_cancel` says so, FlowInputError/ValueError for a condition or request the model cannot take."""
+        from models.enhancements import Enhancements
+        from models.media.flow_video import load_flow_condition
+        from models.media.interpolate import interpolate_frames
+        from models.media.previews import write_poster, write_preview
+        from models.media.video_writer import write_video
+
+        started = time.perf_counter()
+        r = request
+        condition = None
+        if motion is not None:
+            condition = load_flow_condition(
+                motion.path, motion.kind, r.num_frames, r.height, r.width, self.flow_backend, r.loop
+            )
+        steps_done: list[float] = []
+
+        def progress(step: int, total: int) -> None:
+            steps_done.append(time.perf_counter())
+            if hooks.progress is not None:
+                hooks.progress(step, total)
+
+        denoising = time.perf_counter()
+        video = self.pipe(
+            r.prompt,
+            negative_prompt=r.negative_prompt,
+            flow=condition,
+            num_frames=r.num_frames,
+            height=r.height,
+            width=r.width,
+            num_inference_steps=r.steps,
+            guidance_scale=r.guidance_scale,
+            seed=r.seed,
+            adapter_scale=r.adapter_scale,
+            enhancements=Enhancements(r.latent_rotation, r.rotate_features, r.circular_padding),
+            progress=progress,
+            should_cancel=hooks.should_cancel,
+            preview=hooks.preview,
+            loop=r.loop,
+        )
+        step_s = (steps_done[-1] - denoising) / len(steps_done) if steps_done else None
+        written: dict[OutputName, Path] = {}
+        if "video" in files:
+            chunks = video.chunks()  # decoded while encoding
+            if r.interpolate_to:
+                chunks = interpolate_frames(chunks, r.num_frames, r.fps, r.interpolate_to, r.loop)
+            written["video"] = write_video(chunks, files["video"], fps=r.interpolate_to or r.fps)
+        # the pictures reuse the middle frame kept while encoding
+        if "poster" in files:
+            written["poster"] = write_poster(video.middle_frame(), files["poster"])
+        if "views" in files:
+            written["views"] = write_preview(video.middle_frame(), files["views"])
+        timings = Timings(pipeline_s=round(time.perf_counter() - started, 3), step_s=_rounded(step_s))
+        return Prediction(written, video.seed, timings)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 4)
