@@ -117,7 +117,8 @@ def test_torch_index_url_and_spec_win(setup) -> None:
         DVD360_TORCH_SPEC="torch==2.12.1", STUB_RESOLVES="torch==2.12.1+cpu",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert torch_installs(setup.calls()) == ["pip install -q --index-url https://download.pytorch.org/whl/cu128 torch==2.12.1"]
+    cuda_index = "--index-url https://download.pytorch.org/whl/cu128"
+    assert torch_installs(setup.calls()) == [f"pip install -q {cuda_index} torch==2.12.1"]
 
 
 def test_with_a_gpu_torch_comes_from_pypi_as_it_is(setup) -> None:
@@ -199,4 +200,3 @@ def test_run_artefacts_are_ignored_by_git() -> None:
     paths = [".schemathesis/report.json", ".hypothesis/examples/x", "test-artifacts/serve.log", ".coverage"]
     done = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.stdout.splitlines() == paths
-
