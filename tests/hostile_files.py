@@ -357,6 +357,10 @@ def _makers() -> list[tuple[Hostile, Maker]]:
             ),
         ),
         (
+            Hostile("late-growth.mkv", "flow_video", "MJPEG 128 x 64, then 512 x 256 from frame 12"),
+            file_from(lambda out: join_videos(out.with_suffix(".mkv"), [("128x64", 12, MJPEG), ("512x256", 6, MJPEG)])),
+        ),
+        (
             Hostile("grow-vp9.webm", "flow_video", "VP9 128 x 64, then 1024 x 512 frames"),
             file_from(lambda out: join_videos(out.with_suffix(".webm"), [("128x64", 3, VP9), ("1024x512", 2, VP9)])),
         ),
