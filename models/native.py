@@ -117,6 +117,7 @@ def _build(name: str, compiler: str, target: Path) -> None:
             text=True,
             timeout=BUILD_TIMEOUT_S,
         )
+        os.chmod(partial, 0o755)  # the linker's mode follows the umask: a group-writable library would be refused
         _write_private(_digest_path(target), _sha256(Path(partial)).encode() + b"\n")
         os.replace(partial, target)
     finally:

@@ -85,12 +85,13 @@ step_serve() {
 
 step_page() {
   apt_install npm "nodejs npm"
-  cd api/web
-  if ! [ node_modules/.package-lock.json -nt package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
-  fi
-  npm run build --silent
-  cd ../..
+  (
+    cd api/web
+    if ! [ node_modules/.package-lock.json -nt package-lock.json ]; then  # node packages only when the lock changed
+      npm ci --no-audit --no-fund --loglevel=error
+    fi
+    npm run build --silent
+  )
 }
 
 step_test() {

@@ -272,11 +272,19 @@ __attribute__((constructor)) static void planted(void) {
 
 
 def plant(path: Path, compiler: str, source: str = PLANTED) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     (path.parent / "planted.c").write_text(source)
     subprocess.run([compiler, "-shared", "-fPIC", "-o", str(path), str(path.parent / "planted.c")], check=True)
     (path.parent / "planted.c").unlink()
+    path.chmod(0o755)  # whatever the umask: only what the tests open up on purpose is writable by others
     return path
+
+
+def record_digest(library: Path) -> None:
+    """Write the digest a build records, as if this library had been built here."""
+    digest = native._digest_path(library)
+    digest.write_text(native._sha256(library))
+    digest.chmod(0o644)
 
 
 @pytest.fixture
@@ -294,7 +302,7 @@ def test_a_library_others_could_have_written_is_never_loaded(monkeypatch, tmp_pa
     cache = tmp_path / "cache"
     monkeypatch.setenv("DVD360_NATIVE_CACHE", str(cache))
     target = plant(native.library_path("winograd_f43", compiler), compiler)
-    native._digest_path(target).write_text(native._sha256(target))
+    record_digest(target)
     if writable == "folder":
         cache.chmod(0o777)
     else:
@@ -326,7 +334,7 @@ def test_a_library_without_the_kernels_leaves_torch_computing(monkeypatch, tmp_p
     convolution, the same result; not an AttributeError in the middle of a job."""
     monkeypatch.setenv("DVD360_NATIVE_CACHE", str(tmp_path / "cache"))
     target = plant(native.library_path("winograd_f43", compiler), compiler, "int winograd_filter;\n")
-    native._digest_path(target).write_text(native._sha256(target))
+    record_digest(target)
     x = torch.randn(2, 32, 16, 32)
     conv = padded_conv()
     with caplog.at_level(logging.WARNING, logger="models.native"), torch.no_grad():
