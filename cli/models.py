@@ -64,11 +64,37 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _served_models(folder: Path | None) -> None:
+    """The registry's models (what `serve`, `generate` and the workers offer, and GET /models lists): each one's
+    request defaults and limits, from the same ModelSpec the API reads."""
+    from core.settings import get_settings
+    from models.registry import RegistryError, default_registry_path, load_registry
+
+    path = default_registry_path(folder) if folder is not None else get_settings().model_registry
+    try:
+        registry = load_registry(path)
+    except RegistryError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"served models ({f'registry {path}' if path else 'no registry: the built-in model only'}):")
+    row = "{:<14} {:<10} {:>6} {:>10} {:>5} {:>8} {:>4}  {}".format
+    typer.echo(row("NAME", "WEIGHTS", "FRAMES", "SIZE (WxH)", "STEPS", "GUIDANCE", "FPS", "LIMITS"))
+    for name in registry.names():
+        spec = registry.get(name)
+        d, lim = spec.generation_defaults, spec.generation_limits
+        weights = "built-in" if spec.builtin else ("installed" if not spec.missing_paths() else "missing")
+        limits = f"at most {lim.max_frames} frames, {lim.max_height} px high, {lim.max_steps} steps"
+        size, guidance = f"{d.width}x{d.height}", f"{d.guidance_scale:g}"
+        typer.echo(row(name, weights, d.num_frames, size, d.steps, guidance, d.fps, limits))
+
+
 @models_app.command("list")
 def list_models(folder: Dir = None, catalogue: CatalogueOption = None) -> None:
-    """The catalogue's models, whether each is installed, and sizes (download / on disk)."""
+    """The models served now (the built-in `tiny` and the registry's, with each one's request defaults and limits),
+    then the catalogue's models: whether each is installed, and sizes (download / on disk)."""
     from models.weights_pull.errors import PullError
 
+    _served_models(folder)
+    typer.echo("")
     try:
         p = puller(folder, catalogue)
         rows = []
@@ -79,7 +105,7 @@ def list_models(folder: Dir = None, catalogue: CatalogueOption = None) -> None:
             rows.append((model.name, p.status(model), download, _size(on_disk), model.description, licences))
     except PullError as exc:
         raise _fail(exc) from exc
-    typer.echo(f"models folder: {p.store.root}")
+    typer.echo(f"catalogue (`dvd360 models pull NAME` installs into {p.store.root}):")
     typer.echo(f"{'NAME':<14} {'STATUS':<10} {'DOWNLOAD':>10} {'ON DISK':>9}  DESCRIPTION")
     for name, status, download, on_disk, description, _ in rows:
         typer.echo(f"{name:<14} {status:<10} {download:>10} {on_disk:>9}  {description}")

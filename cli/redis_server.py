@@ -23,7 +23,8 @@ def start_redis_server(
     """Start redis-server on 127.0.0.1:port and wait until it answers PING.
 
     With `data_dir`, an append-only file there keeps accepted jobs across restarts; without, nothing persists.
-    `popen`: extra subprocess.Popen arguments (the process group `dvd360 serve` and the tests put it in).
+    `popen`: extra subprocess.Popen arguments (the process group `dvd360 serve` and the tests put it in; `stdout`,
+    where Redis logs, is discarded unless given).
     """
     binary = shutil.which("redis-server", path=str(Path(sys.executable).parent)) or shutil.which("redis-server")
     if binary is None:
@@ -31,8 +32,7 @@ def start_redis_server(
     persistence = ["--dir", str(data_dir), "--appendonly", "yes"] if data_dir else ["--appendonly", "no"]
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence],
-        stdout=subprocess.DEVNULL,
-        **popen,
+        **{"stdout": subprocess.DEVNULL, **popen},
     )
     client = redis.Redis(port=port)
     deadline = time.monotonic() + timeout_s

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -90,13 +93,20 @@ def serve(
         bool,
         typer.Option(help="Allow a non-loopback --host without authentication (anyone on the network can use it)."),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Show the output of Redis, the workers, the reaper and the API here (banners, warnings, requests) "
+            "instead of in <data folder>/logs/{redis,worker,webhooks,reaper,api}.log.",
+        ),
+    ] = False,
 ) -> None:
     """Run everything on this machine: a Redis server, one worker, the reaper and the API. Auth is off unless
-    DVD360_AUTH=1 (then a key is created once, kept in the data folder and printed). Ctrl-C or SIGTERM stops all."""
-    import uvicorn
-
-    from cli.process_group import ProcessGroup
-    from cli.redis_server import RedisServerError, start_redis_server
+    DVD360_AUTH=1 (then a key is created once, kept in the data folder and printed). One serve per data folder and
+    port: a second one is refused before it starts anything, naming the first. The console ends with the URL
+    line; everything the services say goes to <data folder>/logs (--verbose: here). Ctrl-C or SIGTERM stops all."""
+    from cli.single_instance import AlreadyServing, DataFolderLock, listen
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
@@ -108,34 +118,95 @@ def serve(
             param_hint="--host",
         )
     data_dir = (data_dir or _default_data_dir()).resolve()
-    (data_dir / "redis").mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = DataFolderLock(data_dir).acquire()
+    except AlreadyServing as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data-dir") from exc
+    try:
+        try:
+            listener = listen(host, port)
+        except AlreadyServing as exc:
+            raise typer.BadParameter(str(exc), param_hint="--port") from exc
+        lock.record(f"http://{host}:{port}")
+        with listener, contextlib.ExitStack() as logs:
+            _serve_on(listener, host, port, models, data_dir, auth, None if verbose else _LogFiles(data_dir, logs))
+    finally:
+        lock.release()
+
+
+class _LogFiles:
+    """<data folder>/logs/<name>.log, appended to: where a child's output goes instead of the console."""
+
+    def __init__(self, data_dir: Path, stack: contextlib.ExitStack) -> None:
+        self.folder, self.stack = data_dir / "logs", stack
+        self.folder.mkdir(exist_ok=True)
+
+    def popen(self, name: str) -> dict:
+        out = self.stack.enter_context((self.folder / f"{name}.log").open("ab"))
+        return {"stdout": out, "stderr": subprocess.STDOUT}
+
+    def api_config(self) -> dict:
+        """uvicorn's logging set-up with its handlers writing api.log; warnings and errors still reach the console."""
+        from uvicorn.config import LOGGING_CONFIG
+
+        config = copy.deepcopy(LOGGING_CONFIG)
+        for formatter in config["formatters"].values():
+            formatter["use_colors"] = False
+        log = str(self.folder / "api.log")
+        config["handlers"] = {
+            "default": {"formatter": "default", "class": "logging.FileHandler", "filename": log},
+            "access": {"formatter": "access", "class": "logging.FileHandler", "filename": log},
+            "console": {"formatter": "default", "class": "logging.StreamHandler", "level": "WARNING"},
+        }
+        config["loggers"]["uvicorn"]["handlers"] = ["default", "console"]
+        return config
+
+
+def _serve_on(
+    listener: socket.socket, host: str, port: int, models: Path | None, data_dir: Path, auth: bool, logs
+) -> None:
+    """Start Redis, the workers and the reaper, then the API on `listener`; `logs`: a _LogFiles, or None for the
+    console."""
+    import uvicorn
+
+    from cli.process_group import ProcessGroup
+    from cli.redis_server import RedisServerError, start_redis_server
+
+    (data_dir / "redis").mkdir(exist_ok=True)
     redis_port = free_port()
     os.environ.update(
         DVD360_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         DVD360_STORAGE="local",
         DVD360_DATA_DIR=str(data_dir),
         DVD360_AUTH=str(auth).lower(),
+        PYTHONUNBUFFERED="1",  # the children's output reaches their log files as it is written
     )
     if models is not None:
         os.environ["DVD360_MODEL_REGISTRY"] = str(models.resolve())
     else:  # load the tiny model while the worker starts, not on the first job
         os.environ.setdefault("DVD360_WARM_MODELS", "tiny")
+    output = (lambda name: {}) if logs is None else logs.popen
     children = ProcessGroup()
     try:
-        children.add(start_redis_server(redis_port, data_dir / "redis", **children.popen_args()))
+        children.add(start_redis_server(redis_port, data_dir / "redis", **children.popen_args(), **output("redis")))
     except RedisServerError as exc:
         children.stop()
         raise typer.BadParameter(str(exc)) from exc
     try:
-        children.start(worker_command(_generation_queues(), 1))
-        children.start(_webhook_worker_command())
-        children.start(reaper_command())
+        children.start(worker_command(_generation_queues(), 1), **output("worker"))
+        children.start(_webhook_worker_command(), **output("webhooks"))
+        children.start(reaper_command(), **output("reaper"))
         from api.app import create_app
 
-        config = uvicorn.Config(create_app(), host=host, port=port, log_level="info")
+        logging = {"log_level": "info"} if logs is None else {"log_config": logs.api_config()}
+        config = uvicorn.Config(create_app(), host=host, port=port, **logging)
         redis_url = os.environ["DVD360_REDIS_URL"]  # for `dvd360 keys create` or a second `dvd360 api` beside it
         access = f"API key: {_embedded_key(data_dir)}" if auth else "auth off"
-        _run_announcing(config, f"dvd360: http://{host}:{port}  ({access}, data in {data_dir}, redis {redis_url})")
+        where = "" if logs is None else f", logs in {logs.folder}"
+        _run_announcing(
+            config, listener, f"dvd360: http://{host}:{port}  ({access}, data in {data_dir}{where}, redis {redis_url})"
+        )
     finally:
         children.stop()
 
@@ -175,8 +246,9 @@ def _embedded_key(data_dir: Path) -> str:
     return key
 
 
-def _run_announcing(config, message: str) -> None:
-    """Run uvicorn, printing `message` (the URL) only once the socket listens: a script may connect on reading it."""
+def _run_announcing(config, listener: socket.socket, message: str) -> None:
+    """Run uvicorn on `listener`, printing `message` (the URL) once the app has started: a script may connect on
+    reading it. The last line start-up prints."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -185,7 +257,7 @@ def _run_announcing(config, message: str) -> None:
             if self.started:
                 typer.echo(message)
 
-    Server(config).run()
+    Server(config).run(sockets=[listener])
 
 
 def api(

@@ -5,8 +5,11 @@ torch's headers or ninja, and it shares torch's OpenMP runtime (the loader resol
 torch already loaded). Built with `-march=native` for the machine at hand: the cache key holds the CPU's feature
 flags, so a cache directory shared between machines never hands one a library for another's instruction set.
 
-Where there is no compiler, the build fails or `DVD360_NATIVE_KERNELS=0`, `load` returns None and callers keep
-torch's own kernels.
+The cache is trusted only as far as it is safe: a library is loaded only from a folder and a file owned by this
+user that no one else may write, and only when its sha256 equals the one recorded when it was built here (a
+library that differs is built again). Where there is no compiler, the build fails, the cache is unsafe, the
+library lacks a kernel's symbol or `DVD360_NATIVE_KERNELS=0`, `load` returns None (with one warning) and callers
+keep torch's own kernels.
 """
 
 from __future__ import annotations
@@ -61,9 +64,49 @@ def library_path(name: str, compiler: str) -> Path:
     return cache_dir() / f"{name}-{key.hexdigest()[:16]}.so"
 
 
+def _digest_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class UnsafeCache(RuntimeError):
+    """A cache folder or file that someone other than this user could have written."""
+
+
+def _check_private(path: Path, info: os.stat_result) -> None:
+    """Owned by this user, writable by no group or other user (a symbolic link's own mode, 777, never passes)."""
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise UnsafeCache(
+            f"{path} is owned by uid {info.st_uid} with mode {info.st_mode & 0o777:o}: only a folder and files of "
+            f"uid {os.getuid()} that no one else may write are loaded from (set DVD360_NATIVE_CACHE to such a folder)"
+        )
+
+
+def _private_folder(folder: Path) -> Path:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    _check_private(folder, folder.stat())
+    return folder
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+
+
 def _build(name: str, compiler: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _private_folder(target.parent)
     # Built beside the target and renamed into place: processes building at once never load a half-written file.
+    # The digest goes first: a library in place always has the digest of a build beside it (builds of the same
+    # source by the same compiler are identical, so racing builds record the same digest).
     fd, partial = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=target.parent)
     os.close(fd)
     try:
@@ -74,14 +117,31 @@ def _build(name: str, compiler: str, target: Path) -> None:
             text=True,
             timeout=BUILD_TIMEOUT_S,
         )
+        os.chmod(partial, 0o755)  # the linker's mode follows the umask: a group-writable library would be refused
+        _write_private(_digest_path(target), _sha256(Path(partial)).encode() + b"\n")
         os.replace(partial, target)
     finally:
         Path(partial).unlink(missing_ok=True)
 
 
+def _verified(target: Path) -> bool:
+    """Whether the cached library is the one built here: safe folder and files, sha256 as recorded."""
+    _private_folder(target.parent)
+    digest = _digest_path(target)
+    if not target.exists() or not digest.exists():
+        return False
+    _check_private(target, target.lstat())
+    _check_private(digest, digest.lstat())
+    if _sha256(target) == digest.read_text().strip():
+        return True
+    log.warning("%s differs from the library built here (sha256 in %s): building it again", target, digest.name)
+    return False
+
+
 @functools.cache
-def load(name: str) -> ctypes.CDLL | None:
-    """`models/csrc/<name>.c` as a loaded library, built if not cached yet; None where it cannot be."""
+def load(name: str, symbols: tuple[str, ...] = ()) -> ctypes.CDLL | None:
+    """`models/csrc/<name>.c` as a loaded library that has every one of `symbols`, built if not cached yet (or if
+    the cached file is not the one built here); None, with one warning, where it cannot be."""
     if not enabled():
         return None
     compiler = _compiler()
@@ -90,10 +150,16 @@ def load(name: str) -> ctypes.CDLL | None:
         return None
     try:
         target = library_path(name, compiler)
-        if not target.exists():
+        if not _verified(target):
             _build(name, compiler, target)
-        return ctypes.CDLL(str(target))
+            if not _verified(target):
+                raise UnsafeCache(f"{target} changed while it was built")
+        library = ctypes.CDLL(str(target))
     except Exception as exc:  # whatever stops the build (no home, read-only disk, compiler error), torch's kernels run
         detail = getattr(exc, "stderr", None) or exc
         log.warning("could not build or load the %s kernels (%s): using torch's own", name, str(detail)[-2000:])
         return None
+    if missing := [symbol for symbol in symbols if not hasattr(library, symbol)]:
+        log.warning("%s lacks %s: %s runs on torch's own kernels", target, ", ".join(missing), name)
+        return None
+    return library

@@ -35,10 +35,11 @@ MIN_CHANNELS = 16
 CHUNK_BYTES = 24 * 2**20
 TILE = 4  # output pixels per tile side
 POSITIONS = 36  # (TILE + 2) ** 2 transformed positions
+SYMBOLS = ("winograd_filter", "winograd_input", "winograd_output")  # a library without all of them is not used
 
 
 def _library() -> ctypes.CDLL | None:
-    lib = native.load("winograd_f43")
+    lib = native.load("winograd_f43", SYMBOLS)
     if lib is not None and not hasattr(lib, "_dvd360_typed"):
         i, p = ctypes.c_int, ctypes.c_void_p
         lib.winograd_filter.argtypes = [p, p, i, i, i, i]

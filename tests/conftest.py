@@ -62,8 +62,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
     log = open(SERVE_LOG, "w")  # noqa: SIM115 (closed in the teardown)
     from tests.processes import kill_sessions, spawn, wait_ready
 
+    # --verbose: the workers' and the API's output in SERVE_LOG, where the tests read it
+    dvd360 = str(Path(sys.executable).parent / "dvd360")
+    command = [dvd360, "serve", "--port", str(port), "--data-dir", str(data / "data"), "--verbose"]
     proc = spawn(
-        [str(Path(sys.executable).parent / "dvd360"), "serve", "--port", str(port), "--data-dir", str(data / "data")],
+        command,
         cwd=ROOT,
         env=env,
         stdout=log,

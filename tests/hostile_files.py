@@ -80,15 +80,20 @@ def _zip_of_zeros(name: str, head: bytes, zeros: int, declared: int | None = Non
     """A valid zip whose one member is `head` then `zeros` zero bytes (multiple of 1 MiB), deflated by repeating
     one flushed block, so a gigabyte bomb costs milliseconds to make; `declared` replaces the uncompressed size
     written in the central directory (a directory that understates what the member inflates to)."""
-    chunk = bytes(1 << 20)
+    return zip_of_repeats(name, head, bytes(1 << 20), zeros >> 20, declared)
+
+
+def zip_of_repeats(name: str, head: bytes, chunk: bytes, repeats: int, declared: int | None = None) -> bytes:
+    """A valid zip whose one member is `head` then `chunk` `repeats` times, deflated by repeating one flushed
+    block (made in milliseconds however large); `declared`: see _zip_of_zeros."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     first = compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
     block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)  # history reset: every block alike
-    data = first + block * (zeros >> 20) + b"\x03\x00"  # then an empty final block
+    data = first + block * repeats + b"\x03\x00"  # then an empty final block
     crc = zlib.crc32(head)
-    for _ in range(zeros >> 20):
+    for _ in range(repeats):
         crc = zlib.crc32(chunk, crc)
-    size, encoded = len(head) + zeros, name.encode()
+    size, encoded = len(head) + len(chunk) * repeats, name.encode()
     local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 33, crc, len(data), size, len(encoded), 0)
     entry = struct.pack(
         "<4s6H3L5H2L",
@@ -114,6 +119,20 @@ def _zip_of_zeros(name: str, head: bytes, zeros: int, declared: int | None = Non
     offset = len(local) + len(encoded) + len(data)
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(directory), offset, 0)
     return local + encoded + data + directory + end
+
+
+def flow_at_the_bounds(path: Path, frames: int = 16) -> Path:
+    """A legal raw flow as large as the upload check allows: `frames` fields of 8 MP (4096 x 2048, float32,
+    1 GiB for 16) in a .npz compressed about 140:1 (below the zip-bomb ratio), a 7.6 MB upload for 16 fields."""
+    from models.media.raw_flow import MAX_FIELD_PIXELS
+
+    values = np.zeros(2**18, np.float32)  # 1 MiB: a few varied values among zeros set the compression ratio
+    values[::128] = np.random.default_rng(0).integers(-64, 64, len(values[::128]))
+    field_chunks = MAX_FIELD_PIXELS * 2 * 4 // values.nbytes
+    path.write_bytes(
+        zip_of_repeats("flow.npy", _npy_head((frames, 2048, 4096, 2)), values.tobytes(), frames * field_chunks)
+    )
+    return path
 
 
 def _npy_head(shape: tuple[int, ...]) -> bytes:
@@ -336,6 +355,10 @@ def _makers() -> list[tuple[Hostile, Maker]]:
             file_from(
                 lambda out: join_videos(out.with_suffix(".avi"), [("128x64", 2, MJPEG), ("2048x1024", 2, MJPEG)])
             ),
+        ),
+        (
+            Hostile("late-growth.mkv", "flow_video", "MJPEG 128 x 64, then 512 x 256 from frame 12"),
+            file_from(lambda out: join_videos(out.with_suffix(".mkv"), [("128x64", 12, MJPEG), ("512x256", 6, MJPEG)])),
         ),
         (
             Hostile("grow-vp9.webm", "flow_video", "VP9 128 x 64, then 1024 x 512 frames"),

@@ -6,9 +6,13 @@ record of each process's peak resident size (VmHWM in /proc/<pid>/status):
 - the worker's decoding: a fresh Python process runs what a generation worker runs on a stored upload
   (`load_flow_condition` with the job's kind, 16 frames at 512 x 1024, the DIS flow backend) on every hostile file,
   after warming the same code on valid files. Not a Celery worker: the job machinery around the call allocates
-  nothing per file, and a pool child's peak would include model loading and generation.
+  nothing per file, and a pool child's peak would include model loading and generation;
+- the upload check at once: a fresh Python process runs what the API runs to check an upload (`load_flow_condition`
+  at 8 x 64 x 128 with loop, then `motion_length`) on several copies of one file in threads, as the API's request
+  threads do (`python -m tests.hostile_memory concurrent FILE KIND COPIES` prints the figures).
 
-Used by tests/reliability/test_hostile_input.py and benchmarks/reliability_figures.py."""
+Used by tests/reliability/test_hostile_input.py, tests/media/test_raw_flow_memory.py and
+benchmarks/reliability_figures.py."""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from tests.processes import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_SIZE = (16, 512, 1024)  # frames, height, width: the largest condition a default worker decodes
+CHECK_SIZE = (8, 64, 128)  # what the API decodes to check an upload (api/uploads.py)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -127,5 +132,34 @@ def _decode_all(folder: Path) -> dict:
     return {"baseline_mb": baseline, "peak_mb": peak, "growth_mb": peak - baseline, "refused": refused}
 
 
+def concurrent_check_growth(path: Path, kind: str, copies: int) -> dict:
+    """Peak RSS growth of a fresh process checking `copies` uploads of `path` at once, as the API checks one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVD360_")} | {"PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "tests.hostile_memory", "concurrent", str(path), kind, str(copies)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _check_at_once(path: Path, kind: str, copies: int) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.media.flow_video import load_flow_condition, motion_length
+
+    def check(upload: Path) -> int:
+        load_flow_condition(upload, kind, *CHECK_SIZE, loop=True)
+        return motion_length(upload, kind)
+
+    with ThreadPoolExecutor(copies) as pool:  # the same threads warm the code on a small valid file of the kind
+        warm = {kind: path for kind, path in valid_files(path.parent / "valid")}[kind]
+        list(pool.map(check, [warm] * copies))
+        baseline = peak_rss_mb(os.getpid())
+        lengths = list(pool.map(check, [path] * copies))
+    peak = peak_rss_mb(os.getpid())
+    return {"baseline_mb": baseline, "peak_mb": peak, "growth_mb": peak - baseline, "lengths": lengths}
+
+
 if __name__ == "__main__":
-    print(json.dumps(_decode_all(Path(sys.argv[1]))))
+    if sys.argv[1] == "concurrent":
+        print(json.dumps(_check_at_once(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))))
+    else:
+        print(json.dumps(_decode_all(Path(sys.argv[1]))))

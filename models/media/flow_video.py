@@ -16,7 +16,7 @@ from models.media.flow_encoding import encode_flow
 from models.media.flow_extract import FlowBackend, extract_flow
 from models.media.flow_kinds import FLOW_KINDS
 from models.media.raw_flow import raw_flow_count, read_raw_flow, resize_flow
-from models.media.video_reader import CorruptVideo, open_video, read_frames
+from models.media.video_reader import CorruptVideo, check_frames, open_video, read_frames
 
 
 def sample_indices(available: int, num_frames: int, loop: bool = False) -> np.ndarray:
@@ -79,37 +79,56 @@ def check_video_policy(path: str | Path) -> int:
     return frames
 
 
+class _DecodeChecks:
+    """What every decoded frame of a motion video must pass (the policy's sizes; 2:1 for a panorama), and the one
+    message for a video that breaks them while decoding."""
+
+    def __init__(self, path: str | Path, panorama: bool) -> None:
+        self.path, self.name, self.panorama = path, Path(path).name, panorama
+
+    def check(self, index: int, width: int, height: int) -> None:
+        if error := _size_error(f"{self.name}: frame {index}", width, height):
+            raise error
+        if self.panorama and width != 2 * height:
+            raise FlowInputError(f"{self.name}: {width} x {height} is not an equirectangular (2:1) panorama")
+
+    def bounds(self) -> dict:
+        return {"max_pixels": MAX_PIXELS, "max_decoded_pixels": MAX_DECODED_PIXELS, "check": self.check}
+
+    def refusal(self, exc: CorruptVideo) -> FlowInputError:
+        reason = exc.__cause__ or str(exc).removeprefix(f"{self.path}: ")
+        return FlowInputError(
+            f"{self.name}: not a readable video ({reason}); upload MP4, WebM or MOV whose frames share one size of "
+            f"at most {MAX_PIXELS // 2**20} MP"
+        )
+
+
 def decode_rgb(
     path: str | Path, max_frames: int | None = None, size: tuple[int, int] | None = None, panorama: bool = False
 ) -> list[np.ndarray]:
     """The first `max_frames` frames (all when None) of a video that passes the upload policy, resized to
     size=(H, W) as they are decoded. Every decoded frame is checked against the policy (and, for a `panorama`,
     2:1), whatever the container claimed: a stream that changes size or grows mid-way is refused."""
-    name = Path(path).name
     count = check_video_policy(path)
-
-    def check(index: int, width: int, height: int) -> None:
-        if error := _size_error(f"{name}: frame {index}", width, height):
-            raise error
-        if panorama and width != 2 * height:
-            raise FlowInputError(f"{name}: {width} x {height} is not an equirectangular (2:1) panorama")
-
+    checks = _DecodeChecks(path, panorama)
     try:
-        frames = read_frames(
-            path,
-            range(min(count, max_frames or count)),
-            size,
-            max_pixels=MAX_PIXELS,
-            max_decoded_pixels=MAX_DECODED_PIXELS,
-            check=check,
-        )
+        frames = read_frames(path, range(min(count, max_frames or count)), size, **checks.bounds())
     except CorruptVideo as exc:
-        reason = exc.__cause__ or str(exc).removeprefix(f"{path}: ")
-        raise FlowInputError(
-            f"{name}: not a readable video ({reason}); upload MP4, WebM or MOV whose frames share one size of at "
-            f"most {MAX_PIXELS // 2**20} MP"
-        ) from exc
+        raise checks.refusal(exc) from exc
     return list(frames)
+
+
+def check_every_frame(path: str | Path, panorama: bool = False) -> int:
+    """Decode every frame of a video that passes the upload policy (nothing converted or kept) with decode_rgb's
+    checks: a stream that changes size, or breaks the policy, at any frame is refused, whatever its container
+    and codec, and not only within the frames a first look decodes. Returns the policy's (demuxed) frame count."""
+    count = check_video_policy(path)
+    checks = _DecodeChecks(path, panorama)
+    try:
+        check_frames(path, **checks.bounds())
+    except CorruptVideo as exc:
+        raise checks.refusal(exc) from exc
+    return count
 
 
 def _to_condition(frames: np.ndarray) -> np.ndarray:
@@ -163,11 +182,13 @@ def load_flow_condition(
 
 
 def motion_length(path: str | Path, kind: str) -> int:
-    """How many motion fields a file offers to the published sampling (what `sample_indices` sees as available),
-    from headers and demuxing only: a clip of n frames holds n - 1 flows."""
+    """How many motion fields a file offers to the published sampling (what `sample_indices` sees as available):
+    a raw flow's header says; a video's frames are counted by demuxing, and every one of them is decoded and
+    checked (`check_every_frame`), so what passes here is what a worker can read. A clip of n frames holds n - 1
+    flows."""
     if kind == "raw_flow":
         return raw_flow_count(path)
-    frames = check_video_policy(path)
+    frames = check_every_frame(path, panorama=kind == "panorama_clip")
     return frames - 1 if kind == "panorama_clip" else frames
 
 

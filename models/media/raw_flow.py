@@ -2,8 +2,10 @@
 
 Sizes come from the headers (the zip end record and central directory, the array header inside the member, the
 .flo header) and are checked before anything is allocated; then only the frames asked for are read, one at a
-time, each resized as it is read. A zip member never inflates past the size its directory entry declares
-(zipfile stops there), so the declared sizes bound the decoding work too.
+time, each in pieces of READ_BYTES as it streams in: of a field resized on the way, only the rows and columns
+that linear resampling reads are kept (a few MB for any field at the upload check's size, however large the
+field). A zip member never inflates past the size its directory entry declares (zipfile stops there), so the
+declared sizes bound the decoding work too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ MAX_MEMBERS = 16  # a flow archive holds one array (numpy.savez): a huge directo
 MAX_ZIP_RATIO = 200  # deflate reaches ~1000:1 only on constant data; a bomb's tell
 RATIO_FLOOR = 16 * 2**20  # small members may compress as well as they like
 EOCD = struct.Struct("<4s4H2LH")  # zip end of central directory record
+READ_BYTES = 1 << 20  # one read of flow data: what reading holds at once, beside the values it keeps
 
 
 @dataclass(frozen=True)
@@ -146,14 +149,67 @@ def _open_flow(path: Path, stack: ExitStack) -> tuple[BinaryIO, FlowLayout]:
     return file, _npy_layout(path.name, file, size)
 
 
+def _linear_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of `target` samples along an axis of `source`, the two source indices and the second one's weight
+    that cv2.resize's INTER_LINEAR uses (centres aligned; clamped at the borders, in float32 like OpenCV)."""
+    position = ((np.arange(target) + 0.5) * (1.0 / (target / source)) - 0.5).astype(np.float32)
+    first = np.floor(position).astype(np.int64)
+    weight = position - first.astype(np.float32)
+    weight[(first < 0) | (first >= source - 1)] = 0
+    first = np.clip(first, 0, source - 1)
+    return first, np.minimum(first + 1, source - 1), weight
+
+
 def _read_field(name: str, stream: BinaryIO, layout: FlowLayout, size: tuple[int, int] | None) -> np.ndarray:
-    data = stream.read(layout.field_bytes)
-    if len(data) != layout.field_bytes:
-        raise FlowInputError(f"{name}: the flow data ends early (truncated file)")
-    field = np.frombuffer(data, layout.dtype).reshape(layout.height, layout.width, 2).astype(np.float32)
-    if not np.isfinite(field).all():
-        raise FlowInputError(f"{name}: flow holds NaN or infinite values")
-    return field if size is None else resize_flow(field[None], *size)[0]
+    """One field as float32 (H, W, 2), resampled to size=(H, W) when given (vectors scaled with it, as
+    `resize_flow`; equal to it to float rounding). Read in pieces of READ_BYTES, every value checked finite; of a
+    resized field only the rows and columns linear resampling reads are kept."""
+    height, width = size or (layout.height, layout.width)
+    row_a, row_b, row_weight = _linear_taps(layout.height, height)
+    col_a, col_b, col_weight = _linear_taps(layout.width, width)
+    rows, cols = np.union1d(row_a, row_b), np.union1d(col_a, col_b)
+    kept = np.empty((len(rows), len(cols), 2), np.float32)
+    pixels, per_read = layout.height * layout.width, max(1, READ_BYTES // (2 * layout.dtype.itemsize))
+    # flat indices (row-major, ascending) of the kept values; None: every value is kept
+    wanted = None if kept.size == 2 * pixels else (rows[:, None] * layout.width + cols[None, :]).ravel()
+    into, start, at = kept.reshape(-1, 2), 0, 0
+    while start < pixels:
+        count = min(per_read, pixels - start)
+        data = stream.read(count * 2 * layout.dtype.itemsize)
+        if len(data) != count * 2 * layout.dtype.itemsize:
+            raise FlowInputError(f"{name}: the flow data ends early (truncated file)")
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes infinite: refused just below
+            values = np.frombuffer(data, layout.dtype).reshape(count, 2).astype(np.float32)
+        if not np.isfinite(values).all():
+            raise FlowInputError(f"{name}: flow holds NaN or infinite values")
+        if wanted is None:
+            into[start : start + count] = values
+        else:
+            end = int(np.searchsorted(wanted, start + count))
+            into[at:end] = values[wanted[at:end] - start]
+            at = end
+        start += count
+    if size is None or (height, width) == (layout.height, layout.width):
+        return kept
+    one = np.float32(1)
+    a, b = np.searchsorted(cols, col_a), np.searchsorted(cols, col_b)
+    across = kept[:, a] * (one - col_weight)[None, :, None] + kept[:, b] * col_weight[None, :, None]
+    a, b = np.searchsorted(rows, row_a), np.searchsorted(rows, row_b)
+    field = across[a] * (one - row_weight)[:, None, None] + across[b] * row_weight[:, None, None]
+    return field * np.array([width / layout.width, height / layout.height], np.float32)
+
+
+def _skip(name: str, stream: BinaryIO, count: int) -> None:
+    """Past `count` bytes: a file seeks; an archive member inflates them, READ_BYTES at a time (zipfile's own seek
+    would read 16 MB at once)."""
+    if not isinstance(stream, zipfile.ZipExtFile):
+        stream.seek(count, os.SEEK_CUR)
+        return
+    while count > 0:
+        skipped = len(stream.read(min(count, READ_BYTES)))
+        if not skipped:
+            raise FlowInputError(f"{name}: the flow data ends early (truncated file)")
+        count -= skipped
 
 
 @contextmanager
@@ -188,7 +244,7 @@ def read_raw_flow(
         for index in sorted(set(wanted)):  # forward only: archive members cannot seek back cheaply
             if not 0 <= index < layout.frames:
                 raise FlowInputError(f"{path.name}: has {layout.frames} fields, not field {index}")
-            stream.seek((index - position) * layout.field_bytes, os.SEEK_CUR)
+            _skip(path.name, stream, (index - position) * layout.field_bytes)
             fields[index] = _read_field(path.name, stream, layout, size)
             position = index + 1
     return np.stack([fields[i] for i in wanted])

@@ -3,7 +3,7 @@ training data), plus frame counts and video file discovery for datasets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import av
@@ -46,6 +46,33 @@ def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return cv2.resize(frame, (w, h), interpolation=interpolation)
 
 
+def _checked_frames(
+    path: str | Path, max_pixels: int, max_decoded_pixels: int | None, check: FrameCheck | None
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(index, decoded frame) of the first video stream, each checked before it is handed out: the first frame's
+    size, `check`, and the decoding work so far (`max_decoded_pixels`, all frames decoded). Raises CorruptVideo."""
+    first, decoded = None, 0
+    try:
+        with open_video(path, max_pixels) as container:
+            for i, frame in enumerate(container.decode(container.streams.video[0])):
+                first = first or (frame.width, frame.height)
+                if (frame.width, frame.height) != first:
+                    raise CorruptVideo(
+                        f"{path}: frame {i} is {frame.width} x {frame.height} but the video starts at "
+                        f"{first[0]} x {first[1]}; every frame must have the same size"
+                    )
+                if check is not None:
+                    check(i, frame.width, frame.height)
+                decoded += frame.width * frame.height
+                if max_decoded_pixels is not None and decoded > max_decoded_pixels:
+                    raise CorruptVideo(f"{path}: decoding would exceed {max_decoded_pixels / 1e6:g} megapixels")
+                yield i, frame
+    except (VideoFileError, FlowInputError):
+        raise  # already says what is wrong
+    except (av.FFmpegError, OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise CorruptVideo(f"{path}: {exc}") from exc
+
+
 def read_frames(
     path: str | Path,
     indices: Sequence[int] | None = None,
@@ -65,28 +92,15 @@ def read_frames(
     wanted = None if indices is None else sorted(set(int(i) for i in indices))
     last = None if wanted is None else wanted[-1]
     frames: dict[int, np.ndarray] = {}
-    first, decoded = None, 0
     try:
-        with open_video(path, max_pixels) as container:
-            for i, frame in enumerate(container.decode(container.streams.video[0])):
-                first = first or (frame.width, frame.height)
-                if (frame.width, frame.height) != first:
-                    raise CorruptVideo(
-                        f"{path}: frame {i} is {frame.width} x {frame.height} but the video starts at "
-                        f"{first[0]} x {first[1]}; every frame must have the same size"
-                    )
-                if check is not None:
-                    check(i, frame.width, frame.height)
-                decoded += frame.width * frame.height
-                if max_decoded_pixels is not None and decoded > max_decoded_pixels:
-                    raise CorruptVideo(f"{path}: decoding would exceed {max_decoded_pixels / 1e6:g} megapixels")
-                if wanted is None or i in wanted:
-                    frames[i] = _resize(frame.to_ndarray(format="rgb24"), size)
-                if last is not None and i >= last:
-                    break
+        for i, frame in _checked_frames(path, max_pixels, max_decoded_pixels, check):
+            if wanted is None or i in wanted:
+                frames[i] = _resize(frame.to_ndarray(format="rgb24"), size)
+            if last is not None and i >= last:
+                break
     except (VideoFileError, FlowInputError):
-        raise  # already says what is wrong
-    except (av.FFmpegError, OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise
+    except (av.FFmpegError, ValueError) as exc:  # converting a frame
         raise CorruptVideo(f"{path}: {exc}") from exc
     if wanted is None:
         if not frames:
@@ -96,6 +110,19 @@ def read_frames(
     if missing:
         raise CorruptVideo(f"{path}: has {len(frames)} of the frames asked for (missing {missing[:3]}...)")
     return np.stack([frames[int(i)] for i in indices])
+
+
+def check_frames(
+    path: str | Path,
+    *,
+    max_pixels: int = MAX_DECODE_PIXELS,
+    max_decoded_pixels: int | None = None,
+    check: FrameCheck | None = None,
+) -> None:
+    """Decode every frame (none is converted or kept) with read_frames' checks. Only decoding shows that a stream
+    changes size mid-way: no container or codec header has to say so."""
+    for _ in _checked_frames(path, max_pixels, max_decoded_pixels, check):
+        pass
 
 
 def video_info(path: str | Path) -> tuple[int, float]:

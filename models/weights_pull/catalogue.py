@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.weights_pull.errors import PullError
+from models.weights_pull.store import RESERVED_NAMES
 from models.yaml_files import read_yaml
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "catalogue.yaml"
@@ -51,8 +54,23 @@ class Component(BaseModel):
     licence: str = ""
     hf: HubRepo | None = None
     entry: str = "."
+    # The environment variable whose value goes as a bearer token to the file URLs on `token_hosts`, over HTTPS only
     token_env: str | None = None
+    token_hosts: tuple[str, ...] = ()
     files: tuple[CatalogueFile, ...] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _not_the_stores_own(cls, value: str) -> str:
+        if value in RESERVED_NAMES:
+            raise ValueError(f"component name {value!r} is reserved: the models folder keeps its own file there")
+        return value
+
+    @model_validator(mode="after")
+    def _tokens_go_to_named_hosts(self) -> Component:
+        if self.token_env is not None and not self.token_hosts:
+            raise ValueError(f"component {self.name!r}: token_env needs token_hosts, the hosts that may receive it")
+        return self
 
     @model_validator(mode="after")
     def _every_file_has_a_source(self) -> Component:
@@ -62,6 +80,14 @@ class Component(BaseModel):
         if self.entry != "." and self.entry not in {f.path for f in self.files}:
             raise ValueError(f"component {self.name!r}: entry {self.entry!r} is none of its files")
         return self
+
+    def bearer_headers(self, url: str) -> dict[str, str]:
+        """The Authorization header for `url`: the token_env token, only over HTTPS to one of token_hosts."""
+        token = os.environ.get(self.token_env) if self.token_env else None
+        parts = urlsplit(url)
+        if not token or parts.scheme != "https" or (parts.hostname or "") not in {h.lower() for h in self.token_hosts}:
+            return {}
+        return {"Authorization": f"Bearer {token}"}
 
 
 REGISTRY_FIELDS = ("sd15", "base_checkpoint", "motion_module", "adapter")

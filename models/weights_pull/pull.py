@@ -13,7 +13,15 @@ from pathlib import Path
 
 from models.weights_pull.catalogue import Catalogue, CatalogueModel, Component
 from models.weights_pull.errors import PullError
-from models.weights_pull.sources import Progress, Retry, disk_full, fetch, sha256_file
+from models.weights_pull.sources import (
+    UNDECLARED_MAX_BYTES,
+    Progress,
+    Retry,
+    SizeLimit,
+    disk_full,
+    fetch,
+    sha256_file,
+)
 from models.weights_pull.store import ModelsDir
 
 
@@ -29,6 +37,7 @@ class Puller:
     jobs: int = 3  # components fetched at once
     progress: Progress = _no_progress
     say: Callable[[str], None] = print
+    max_undeclared_bytes: int = UNDECLARED_MAX_BYTES  # a file without a size in the catalogue stops there
 
     # ------------------------------------------------------------------ pull
     def pull(self, names: list[str]) -> None:
@@ -69,7 +78,8 @@ class Puller:
                 target = staging / file.path
                 source = "kept from an earlier run"
                 if not target.is_file():
-                    source = fetch(component, file, target, self.retry, self.progress)
+                    limit = SizeLimit.of(file, self.max_undeclared_bytes)
+                    source = fetch(component, file, target, self.retry, self.progress, limit)
                 if self._verify_new(component, file.path, target, source):
                     first_use.append(file.path)
             if first_use:

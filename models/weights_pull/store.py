@@ -17,17 +17,21 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from filelock import FileLock
 
 from models.registry import PULLED_REGISTRY
-from models.weights_pull.catalogue import Component
 from models.weights_pull.errors import PullError
+
+if TYPE_CHECKING:
+    from models.weights_pull.catalogue import Component
 
 LOCK_FILE = "models.lock.json"
 STAGING = ".partial"
 LOCKS = ".locks"
+RESERVED_NAMES = frozenset({PULLED_REGISTRY, LOCK_FILE, STAGING, LOCKS})  # the store's own: never a component folder
 HUB_METADATA = ".cache"  # what huggingface_hub keeps beside a local_dir download; never installed
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from models.media.errors import FlowInputError
 from models.media.flow_encoding import encode_flow
-from models.media.flow_video import load_flow_condition, read_flow_condition, sample_indices
+from models.media.flow_video import load_flow_condition, motion_length, read_flow_condition, sample_indices
 from models.media.video_writer import write_video
 from tests.tools import EXAMPLE_FLOW as EXAMPLE
 from tests.tools import video_stream
@@ -79,8 +79,9 @@ def test_hostile_uploads_fail_only_with_flow_input_errors(tmp_path) -> None:
 
     accepted = []
     for hostile, path in make_hostile_files(tmp_path / "hostile"):
-        try:
+        try:  # what the API's upload check runs
             load_flow_condition(path, hostile.kind, 8, 32, 64)
+            motion_length(path, hostile.kind)
         except FlowInputError as exc:
             assert path.name in str(exc) or "motion" in str(exc), exc
         else:

@@ -5,6 +5,10 @@ where it applies, and torch's own kernels wherever the C library cannot be built
 import concurrent.futures
 import ctypes
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +20,23 @@ from models.winograd_conv import plan_chunks, winograd_applies, winograd_conv2d
 
 # The transforms add and subtract values up to ~100x the result: rounding, relative to the output's scale.
 TOLERANCE = 1e-4
-# Where the machine has no C compiler, only the fallback is testable (the tests of it below still run).
-needs_compiler = pytest.mark.skipif(native._compiler() is None, reason="no C compiler (CC) on this machine")
+NO_COMPILER = "no C compiler (CC) on this machine"
+ON_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def compiler() -> str:
+    """The C compiler. Where there is none, a developer's run skips what needs it (the fallback's tests still run);
+    under CI=true it fails: CI must test the kernels it ships (`scripts/setup.sh test` installs gcc)."""
+    found = native._compiler()
+    if found is None:
+        if ON_CI:
+            pytest.fail(f"{NO_COMPILER}, and CI=true: install one (scripts/setup.sh test does) or set CC")
+        pytest.skip(NO_COMPILER)
+    return found
+
+
+needs_compiler = pytest.mark.usefixtures("compiler")
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor) -> None:
@@ -225,17 +244,119 @@ def test_library_is_built_once_and_cached(monkeypatch, tmp_path):
     stamp = built.stat().st_mtime_ns
     native.load.cache_clear()
     assert native.load("winograd_f43") is not None
-    assert built.stat().st_mtime_ns == stamp and len(list((tmp_path / "cache").iterdir())) == 1
+    assert built.stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [built.name, built.name + ".sha256"]
+    assert (tmp_path / "cache" / (built.name + ".sha256")).read_text().strip() == native._sha256(built)
+    assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
 
 
 @needs_compiler
-def test_builds_racing_for_the_same_file_both_succeed(tmp_path):
-    compiler = native._compiler()
+def test_builds_racing_for_the_same_file_both_succeed(tmp_path, compiler):
     target = tmp_path / "winograd_f43-race.so"
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda _: native._build("winograd_f43", compiler, target), range(2)))
-    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name, target.name + ".sha256"]  # no temporaries
+    assert native._verified(target)
     assert ctypes.CDLL(str(target)).winograd_input
+
+
+# A library someone else built: loading it runs its constructor, which leaves a file behind.
+PLANTED = """
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void planted(void) {
+    FILE *f = fopen(getenv("DVD360_PLANTED_MARKER"), "w");
+    if (f) fclose(f);
+}
+"""
+
+
+def plant(path: Path, compiler: str, source: str = PLANTED) -> Path:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (path.parent / "planted.c").write_text(source)
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(path), str(path.parent / "planted.c")], check=True)
+    (path.parent / "planted.c").unlink()
+    path.chmod(0o755)  # whatever the umask: only what the tests open up on purpose is writable by others
+    return path
+
+
+def record_digest(library: Path) -> None:
+    """Write the digest a build records, as if this library had been built here."""
+    digest = native._digest_path(library)
+    digest.write_text(native._sha256(library))
+    digest.chmod(0o644)
+
+
+@pytest.fixture
+def marker(monkeypatch, tmp_path) -> Path:
+    path = tmp_path / "planted-library-ran"
+    monkeypatch.setenv("DVD360_PLANTED_MARKER", str(path))
+    return path
+
+
+@needs_compiler
+@pytest.mark.parametrize("writable", ["folder", "file"])
+def test_a_library_others_could_have_written_is_never_loaded(monkeypatch, tmp_path, caplog, compiler, marker, writable):
+    """Planted at the computed name, with its digest recorded: a folder (0777) or file (0666) open to others is
+    refused before anything is loaded; torch's kernels run."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DVD360_NATIVE_CACHE", str(cache))
+    target = plant(native.library_path("winograd_f43", compiler), compiler)
+    record_digest(target)
+    if writable == "folder":
+        cache.chmod(0o777)
+    else:
+        target.chmod(0o666)
+    with caplog.at_level(logging.WARNING, logger="models.native"):
+        assert native.load("winograd_f43") is None
+    assert not marker.exists()
+    assert "no one else may write" in caplog.text and "torch's own" in caplog.text
+
+
+@needs_compiler
+def test_a_library_that_differs_from_the_build_is_built_again(monkeypatch, tmp_path, caplog, compiler, marker):
+    monkeypatch.setenv("DVD360_NATIVE_CACHE", str(tmp_path / "cache"))
+    assert native.load("winograd_f43") is not None
+    target = native.library_path("winograd_f43", compiler)
+    built = native._sha256(target)
+    plant(target, compiler)  # replaced in place: same name, same owner and mode
+    native.load.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="models.native"):
+        library = native.load("winograd_f43", winograd_conv.SYMBOLS)
+    assert not marker.exists()
+    assert library is not None and native._sha256(target) == built
+    assert "differs from the library built here" in caplog.text
+
+
+@needs_compiler
+def test_a_library_without_the_kernels_leaves_torch_computing(monkeypatch, tmp_path, caplog, compiler, winograd_calls):
+    """A verified library (digest recorded, safe folder) that lacks the kernels' symbols: one warning, torch's
+    convolution, the same result; not an AttributeError in the middle of a job."""
+    monkeypatch.setenv("DVD360_NATIVE_CACHE", str(tmp_path / "cache"))
+    target = plant(native.library_path("winograd_f43", compiler), compiler, "int winograd_filter;\n")
+    record_digest(target)
+    x = torch.randn(2, 32, 16, 32)
+    conv = padded_conv()
+    with caplog.at_level(logging.WARNING, logger="models.native"), torch.no_grad():
+        out = conv(x)
+        conv(x)
+    assert winograd_calls == []
+    close(out, F.conv2d(x, conv.weight, conv.bias, padding=1))
+    warnings = [r.getMessage() for r in caplog.records if r.name == "models.native"]
+    assert len(warnings) == 1 and "lacks winograd_input, winograd_output" in warnings[0], warnings
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+def test_without_a_compiler_ci_fails_where_a_developer_skips(tmp_path, ci, outcome):
+    """The kernels' tests never skip silently in CI: with CI=true and no compiler they fail (an error at set-up)."""
+    env = {**os.environ, "CI": ci, "CC": "/nonexistent/cc", "DVD360_NATIVE_CACHE": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", f"{__file__}::test_library_is_built_once_and_cached", "-q",
+         "-p", "no:cacheprovider", "-o", "addopts="],
+        env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert outcome in run.stdout, run.stdout[-2000:]
+    assert run.returncode == (1 if ci else 0)
 
 
 @needs_compiler

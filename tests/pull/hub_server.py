@@ -13,11 +13,13 @@ from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COMMIT = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"  # the one commit every test repo has; `main` resolves to it
+ENDLESS_BYTES = 256 * 2**20
 
 
 class Faults:
     """Per-path scripts: "404", "500", "truncate" (half the body, then the connection closes), "html",
-    ("stall", n) (n bytes, then wait until `release()`), ("slow", s) (s seconds before the body)."""
+    ("stall", n) (n bytes, then wait until `release()`), ("slow", s) (s seconds before the body), "endless" (no
+    length; zeros until the client hangs up, at most ENDLESS_BYTES)."""
 
     def __init__(self) -> None:
         self.scripts: dict[str, deque] = defaultdict(deque)
@@ -47,6 +49,8 @@ class HubServer:
         self.files: dict[str, bytes] = {}
         self.faults = Faults()
         self.log: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
+        self.authorization: list[tuple[str, str | None]] = []  # (path, Authorization header) of every request
+        self.sent: dict[str, int] = defaultdict(int)  # body bytes the server managed to send, per path
         self._lock = threading.Lock()
         self.httpd = _Quiet(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -85,6 +89,7 @@ class HubServer:
                 path = self.path.split("?")[0]
                 with server._lock:
                     server.log.append((self.command, path, self.headers.get("Range")))
+                    server.authorization.append((path, self.headers.get("Authorization")))
                 if (m := re.fullmatch(r"/redirect/(.+)", path)) is not None:
                     return self._status(302, {"Location": f"/files/{m.group(1)}"})
                 hub = re.fullmatch(r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", path)
@@ -105,6 +110,8 @@ class HubServer:
                 fault = server.faults.next(path) if body else None
                 if fault in ("404", "500"):
                     return self._status(int(fault), extra)
+                if fault == "endless":
+                    return self._endless(path, extra)
                 if fault == "html":
                     return self._send(200, {**extra, "Content-Type": "text/html"}, b"<html>quota exceeded</html>")
                 extra["ETag"] = f'"{hashlib.sha256(data).hexdigest()}"'
@@ -132,6 +139,21 @@ class HubServer:
                 if isinstance(fault, tuple) and fault[0] == "slow":
                     server.faults.released.wait(fault[1])
                 self._send(status, headers, part)
+
+            def _endless(self, path: str, headers: dict) -> None:
+                self.send_response(200)
+                for k, v in {**headers, "Content-Type": "application/octet-stream", "Connection": "close"}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.close_connection = True
+                block = bytes(1 << 16)
+                try:
+                    for _ in range(ENDLESS_BYTES // len(block)):
+                        self.wfile.write(block)
+                        with server._lock:
+                            server.sent[path] += len(block)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def _status(self, code: int, headers: dict) -> None:
                 self._send(code, {**headers, "Content-Length": "0"}, b"")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from models.weights_pull.errors import PullError
-from models.weights_pull.sources import DiskFull, Retry, fetch_url
+from models.weights_pull.sources import DiskFull, Retry, SizeLimit, fetch_url
 from tests.pull.hub_server import COMMIT
 from tests.pull.pulling import DVD360, dvd360, pull_env, sha256
 
@@ -218,7 +218,8 @@ def test_enospc_in_the_writer_leaves_no_partial_file(server, tmp_path, monkeypat
     dest = tmp_path / "blob.bin"
     with pytest.raises(DiskFull, match="disk full while writing"):
         no_bar = lambda *a: lambda n: None  # noqa: E731
-        fetch_url(f"{server.url}/files/blob.bin", dest, {}, Retry(attempts=3, backoff_s=0), no_bar, "blob")
+        retry, limit = Retry(attempts=3, backoff_s=0), SizeLimit(len(BLOB), True)
+        fetch_url(f"{server.url}/files/blob.bin", dest, {}, retry, no_bar, "blob", limit)
     assert list(tmp_path.iterdir()) == []
     assert issubclass(DiskFull, PullError)
 

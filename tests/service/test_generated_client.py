@@ -3,14 +3,16 @@ and it is used as any user would, through typed attributes only, with `raise_on_
 document does not list fails the test): submit (JSON), upload a flow (multipart) and generate with it, poll to
 `succeeded` and read `outputs.video_url`, cancel, and read a 404 and a 422.
 
-The generator pins httpx and typer below this project's, so set-up installs it into its own virtual environment
-(.venv/tools/openapi, `make test`); the generated code itself runs here. Its one setting maps the two media types of
-GET /files/{key} (video/mp4, image/jpeg) to bytes, as the generator wants one binary type per answer."""
+The generator pins httpx and typer below this project's, so set-up installs it into a folder of its own
+(.venv/tools/openapi, `make test`), put first on its PYTHONPATH; the generated code itself runs here. Its one
+setting maps the two media types of GET /files/{key} (video/mp4, image/jpeg) to bytes, as the generator wants one
+binary type per answer."""
 
 from __future__ import annotations
 
 import importlib
 import io
+import os
 import subprocess
 import sys
 import time
@@ -22,7 +24,7 @@ import pytest
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-GENERATOR = ROOT / ".venv" / "tools" / "openapi" / "bin" / "openapi-python-client"
+GENERATOR = ROOT / ".venv" / "tools" / "openapi"
 CONFIG = "content_type_overrides:\n  video/mp4: application/octet-stream\n  image/jpeg: application/octet-stream\n"
 CONFIG += "post_hooks: []\n"
 SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 2, "seed": 4}
@@ -31,15 +33,15 @@ SMALL = {"num_frames": 8, "height": 64, "width": 128, "steps": 2, "seed": 4}
 @pytest.fixture(scope="module")
 def generated(service, tmp_path_factory):
     """The client package, generated from the document the service serves."""
-    if not GENERATOR.exists():
+    if not (GENERATOR / "openapi_python_client").is_dir():
         pytest.fail(f"{GENERATOR} is missing: run `make test` (its set-up installs openapi-python-client there)")
     folder = tmp_path_factory.mktemp("client")
     (folder / "openapi.json").write_bytes(httpx.get(f"{service}/openapi.json", timeout=30).content)
     (folder / "config.yaml").write_text(CONFIG)
     done = subprocess.run(
-        [str(GENERATOR), "generate", "--path", str(folder / "openapi.json"), "--config", str(folder / "config.yaml"),
-         "--meta", "none", "--output-path", str(folder / "dvd360_client")],
-        capture_output=True, text=True, timeout=180,
+        [sys.executable, "-m", "openapi_python_client", "generate", "--path", str(folder / "openapi.json"),
+         "--config", str(folder / "config.yaml"), "--meta", "none", "--output-path", str(folder / "dvd360_client")],
+        capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(GENERATOR)},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Warning" not in done.stdout + done.stderr, done.stdout + done.stderr  # nothing the generator dropped
