@@ -117,7 +117,7 @@ def serve(
             "created and printed), or pass --insecure if everyone on that network may use this service",
             param_hint="--host",
         )
-    data_dir = (data_dir or _default_data_dir()).resolve()
+    data_dir = (data_dir or default_data_dir()).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         lock = DataFolderLock(data_dir).acquire()
@@ -222,7 +222,7 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def _default_data_dir() -> Path:
+def default_data_dir() -> Path:
     """DVD360_DATA_DIR, else the per-user data folder (never a folder inside the checkout)."""
     from platformdirs import user_data_path
 

@@ -79,3 +79,20 @@ def _holder(port: int) -> str:
     except Exception:  # psutil missing, or not allowed to see other users' sockets: the port alone is named
         pass
     return ""
+
+
+def serving_url(data_dir: Path) -> str | None:
+    """The URL of the serve running on `data_dir` (what `dvd360 submit` talks to by default), or None when none is."""
+    try:
+        fd = os.open(data_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None  # nobody holds it: a lock file left by a serve that ended
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").split()
+        return holder[1] if len(holder) > 1 and holder[1].startswith("http") else None
+    finally:
+        os.close(fd)

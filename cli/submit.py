@@ -77,6 +77,15 @@ OUTPUTS = {"video_url": "mp4", "poster_url": "poster.jpg", "views_url": "views.j
 DEFAULT_SERVER = "http://127.0.0.1:8000"  # where `dvd360 serve` listens by default
 
 
+def local_server() -> str:
+    """The `dvd360 serve` running on this machine's default data folder (its lock file names its URL), else the
+    address serve listens on by default."""
+    from cli.serve import default_data_dir
+    from cli.single_instance import serving_url
+
+    return serving_url(default_data_dir()) or DEFAULT_SERVER
+
+
 def download(client, job: dict, folder: Path) -> dict[str, str]:
     """Each output as `<job id>.<name>` in `folder`: names never collide with earlier results."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,7 +114,10 @@ def form_fields(body: dict) -> list[tuple[str, str]]:
 @with_request_options(exclude={"flow_id", "deadline_s"})
 def submit(
     request: GenerationRequest,
-    server: Annotated[str, typer.Option(help="The service's base URL.", envvar="DVD360_SERVER")] = DEFAULT_SERVER,
+    server: Annotated[
+        str | None,
+        typer.Option(help="The service's base URL (default: the local `dvd360 serve`).", envvar="DVD360_SERVER"),
+    ] = None,
     api_key: Annotated[str | None, typer.Option(help="API key (X-API-Key).", envvar="DVD360_API_KEY")] = None,
     flow: Annotated[Path | None, typer.Option(help="Motion file, uploaded with the request.", exists=True)] = None,
     flow_kind: Annotated[str | None, typer.Option(help=f"One of {', '.join(FLOW_KINDS)}; guessed if omitted.")] = None,
@@ -120,6 +132,7 @@ def submit(
 
     from cli.generate import guess_flow_kind
 
+    server = server or local_server()
     body = request.model_dump(mode="json", exclude_unset=True)
     headers = {"X-API-Key": api_key} if api_key else {}
     if cancel_after:

@@ -9,6 +9,7 @@ import base64
 import http.server
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -363,3 +364,24 @@ def test_cli_submit_waits_with_a_progress_bar_and_downloads_the_outputs(service,
     probe = video_stream(Path(summary["files"]["video"]))
     assert (probe["width"], probe["height"]) == (128, 64)
     assert Path(summary["files"]["poster"]).read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_cli_submit_finds_the_local_serve_and_never_overwrites_results(service, serve_redis, tmp_path) -> None:
+    env = {**os.environ, "DVD360_DATA_DIR": serve_redis["data_dir"], "PYTHONPATH": str(ROOT)}
+    env.pop("DVD360_SERVER", None)
+    options = ["--frames", "8", "--height", "64", "--steps", "1", "--fps", "8", "--guidance", "1", "--loop"]
+    summaries = []
+    for seed in ("5", "6"):
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "dvd360"), "submit", "--prompt", "a lake", "--seed", seed, *options,
+             "--wait", "--no-progress", "--out", str(tmp_path)],
+            capture_output=True, text=True, timeout=180, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        summaries.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    files = {Path(f) for s in summaries for f in s["files"].values()}
+    assert files == set(tmp_path.iterdir()) and len(files) == 6  # video, poster and views of each job, by job id
+    for summary in summaries:
+        assert Path(summary["files"]["video"]).name == f"{summary['id']}.mp4"
+    job = httpx.get(f"{service}/jobs/{summaries[0]['id']}").json()
+    assert job["request"]["loop"] is True and job["request"]["guidance_scale"] == 1.0

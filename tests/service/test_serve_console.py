@@ -95,6 +95,17 @@ def test_a_lock_left_by_a_dead_serve_is_taken_over(running) -> None:
     assert (running.data / "serve.lock").read_text().split() == [str(running.proc.pid), running.url]
 
 
+def test_the_lock_names_the_running_serve_for_submit(running, tmp_path) -> None:
+    from cli.single_instance import DataFolderLock, serving_url
+
+    assert serving_url(running.data) == running.url  # what `dvd360 submit` talks to by default
+    ended = DataFolderLock(tmp_path).acquire()
+    ended.record("http://127.0.0.1:9")
+    assert serving_url(tmp_path) == "http://127.0.0.1:9"
+    ended.release()
+    assert serving_url(tmp_path) is None and serving_url(tmp_path / "none") is None  # left behind, or never made
+
+
 def test_a_second_serve_on_the_same_data_folder_refuses_before_starting_anything(running, tmp_path) -> None:
     command = [DVD360, "serve", "--port", str(free_port()), "--data-dir", str(running.data)]
     code, output, most = refused(command, tmp_path / "second.log")
