@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -182,6 +183,8 @@ def _serve_on(
         DVD360_AUTH=str(auth).lower(),
         PYTHONUNBUFFERED="1",  # the children's output reaches their log files as it is written
     )
+    # links and webhooks signed with a key kept beside the data, the same for every process and every restart
+    os.environ.setdefault("DVD360_SIGNING_KEY", _kept_secret(data_dir / "signing-key"))
     if models is not None:
         os.environ["DVD360_MODEL_REGISTRY"] = str(models.resolve())
     else:  # load the tiny model while the worker starts, not on the first job
@@ -228,6 +231,14 @@ def default_data_dir() -> Path:
 
     configured = os.environ.get("DVD360_DATA_DIR")
     return Path(configured) if configured else user_data_path("dvd360") / "serve"
+
+
+def _kept_secret(path: Path) -> str:
+    """A random secret made at the first start and kept in `path` (mode 0600)."""
+    if not path.is_file():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
 
 
 def _embedded_key(data_dir: Path) -> str:

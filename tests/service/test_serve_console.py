@@ -76,7 +76,7 @@ def test_the_console_ends_with_the_url_and_the_services_write_to_log_files(runni
     last = console.strip().splitlines()[-1]
     logs = running.data / "logs"
     assert last.startswith(f"dvd360: {running.url}  (auth off, data in {running.data}, logs in {logs}"), console
-    for noise in ("celery@", "SecurityWarning", "Uvicorn running", "Redis is starting", "Application startup"):
+    for noise in ("celery@", "SecurityWarning", "Uvicorn running", "Redis is starting", "Application startup", "KEY"):
         assert noise not in console, (noise, console)
     worker = (logs / "worker.log").read_text()
     assert "celery@" in worker and "[queues]" in worker  # Celery's banner
