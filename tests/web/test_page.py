@@ -126,9 +126,10 @@ def wait_in_view(page, selectors: list[str], timeout_ms: int = 15_000) -> None:
         raise AssertionError(f"not all in view at {page.viewport_size}: {boxes}") from None
 
 
-# A finished job with settings unlike the form's defaults, made once through the API for the tests that open one
+# A finished job with settings unlike the form's defaults, made once through the API for the tests that open one;
+# its long prompt (900 characters) must not push the player's controls out of the window
 SHARED_REQUEST = {
-    "prompt": "a shared sunset over the sea",
+    "prompt": "a shared sunset over the sea" + ", warm light on slow waves under scattered clouds" * 18,
     "negative_prompt": "blurry",
     "num_frames": 12,
     "height": 128,
@@ -236,6 +237,7 @@ def test_a_finished_job_keeps_pause_download_and_share_in_view(open_page, shared
     wait_in_view(page, ["#viewer", "#play", "#download", "#share"])
     if viewport is DESKTOP:
         assert page.evaluate("window.scrollY") == 0, "the page scrolled to show the controls"
+    assert page.get_attribute("#current-prompt", "title") == SHARED_REQUEST["prompt"]  # shown cut to two lines
     assert page.text_content("#play") in ("Pause", "Play") and page.is_enabled("#play")
     page.click("#share")
     wait_in_view(page, ["#share-url"])

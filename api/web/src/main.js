@@ -108,7 +108,7 @@ function showJob(job) {
   current = job;
   if (first) {
     $("current-job").textContent = job.id;
-    $("current-prompt").textContent = job.request?.prompt || "";
+    $("current-prompt").textContent = $("current-prompt").title = job.request?.prompt || "";
   }
   $("cancel").disabled = TERMINAL.has(job.state);
   if (TERMINAL.has(job.state)) stopWatching(); // e.g. canceled while queued: the cancel's answer says so first
