@@ -108,6 +108,53 @@ def finished_job(page, timeout_ms: int = 180_000) -> str:
     return page.get_attribute("#job-status", "data-state")
 
 
+# True when every element matched is rendered and lies wholly inside the window as it is scrolled now
+IN_VIEW_JS = """selectors => selectors.every(selector => {
+    const el = document.querySelector(selector);
+    const r = el && el.getBoundingClientRect();
+    return el && el.checkVisibility() && r.width > 0 && r.top >= 0 && r.left >= 0
+        && r.bottom <= window.innerHeight && r.right <= window.innerWidth;
+})"""
+
+
+def wait_in_view(page, selectors: list[str], timeout_ms: int = 15_000) -> None:
+    """Waits (the page may scroll smoothly) until every element is inside the window; fails naming where each is."""
+    try:
+        page.wait_for_function(IN_VIEW_JS, arg=selectors, timeout=timeout_ms)
+    except Exception:
+        boxes = {s: page.locator(s).bounding_box() for s in selectors}
+        raise AssertionError(f"not all in view at {page.viewport_size}: {boxes}") from None
+
+
+# A finished job with settings unlike the form's defaults, made once through the API for the tests that open one;
+# its long prompt (900 characters) must not push the player's controls out of the window
+SHARED_REQUEST = {
+    "prompt": "a shared sunset over the sea" + ", warm light on slow waves under scattered clouds" * 18,
+    "negative_prompt": "blurry",
+    "num_frames": 12,
+    "height": 128,
+    "width": 256,
+    "steps": 2,
+    "guidance_scale": 6.5,
+    "seed": 7,
+    "fps": 10,
+    "loop": True,
+}
+
+
+@pytest.fixture(scope="module")
+def shared_job(service) -> dict:
+    with httpx.Client(base_url=service, timeout=10) as client:
+        response = client.post("/generate", json=SHARED_REQUEST)
+        assert response.status_code == 202, response.text
+        job_id, deadline = response.json()["id"], time.monotonic() + 180
+        while (job := client.get(f"/jobs/{job_id}").json())["state"] not in ("succeeded", "failed", "canceled"):
+            assert time.monotonic() < deadline, f"the shared job did not finish: {job}"
+            time.sleep(0.3)
+    assert job["state"] == "succeeded", job
+    return job
+
+
 def test_phone_layout_is_one_column_without_sideways_scroll(open_page) -> None:
     page = open_page(PHONE)
     width, inner = no_sideways_scroll(page)
@@ -180,6 +227,111 @@ def test_desktop_layout_and_the_form_follows_the_models(open_page, service) -> N
     assert sent[0]["num_frames"] == limits["max_frames"] and sent[0]["base_model"] == "tiny"
 
 
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_a_finished_job_keeps_pause_download_and_share_in_view(open_page, shared_job, viewport) -> None:
+    """The four views sit below the player's controls: at 1280x800 Pause, Download and Share are in the window
+    without scrolling; on a phone a shared link brings the player and its controls into view."""
+    page = open_page(viewport, path=f"/#job={shared_job['id']}")
+    page.wait_for_selector("#job-status[data-state=succeeded]", timeout=15_000)
+    page.wait_for_selector(".view-tile", state="visible", timeout=15_000)
+    wait_in_view(page, ["#viewer", "#play", "#download", "#share"])
+    if viewport is DESKTOP:
+        assert page.evaluate("window.scrollY") == 0, "the page scrolled to show the controls"
+    assert page.get_attribute("#current-prompt", "title") == SHARED_REQUEST["prompt"]  # shown cut to two lines
+    assert page.text_content("#play") in ("Pause", "Play") and page.is_enabled("#play")
+    page.click("#share")
+    wait_in_view(page, ["#share-url"])
+    page.screenshot(path=str(ARTIFACTS / f"finished-in-view-{viewport['width']}x{viewport['height']}.png"))
+
+
+def test_a_shared_link_fills_the_form_with_the_jobs_settings(open_page, shared_job) -> None:
+    page = open_page(DESKTOP, path=f"/#job={shared_job['id']}")
+    page.wait_for_function(
+        "prompt => document.querySelector('#prompt').value === prompt", arg=SHARED_REQUEST["prompt"], timeout=15_000
+    )
+    values = {
+        selector: page.input_value(selector)
+        for selector in ("#negative-prompt", "#base-model", "#num-frames", "#steps", "#size", "#fps", "#guidance")
+    }
+    assert values == {
+        "#negative-prompt": "blurry",
+        "#base-model": "tiny",
+        "#num-frames": "12",
+        "#steps": "2",
+        "#size": "128x256",
+        "#fps": "10",
+        "#guidance": "6.5",
+    }
+    assert page.input_value("#seed") == str(shared_job["seed"]) == "7"
+    assert page.is_checked("#loop") and page.input_value("#interpolate-to") == ""
+    assert page.is_checked("input[name=motion][value=none]")
+    assert page.text_content("#length-hint").startswith("12 frames at 10 fps")
+    # the form then sends those settings
+    sent = []
+    page.route("**/generate", lambda route: (sent.append(route.request.post_data_json), route.abort()))
+    page.click("#submit")
+    page.wait_for_function("() => document.querySelector('#form-error').textContent !== ''", timeout=10_000)
+    assert {k: sent[0][k] for k in SHARED_REQUEST} == SHARED_REQUEST
+
+
+def test_gallery_tiles_show_when_size_and_frames(open_page, shared_job) -> None:
+    page = open_page(DESKTOP)
+    tile = page.locator(f"#gallery li[data-id='{shared_job['id']}']")
+    tile.wait_for(timeout=15_000)
+    text = tile.inner_text()
+    assert "128 × 256" in text and "12 frames" in text, text
+    took = int(shared_job["timings"]["total_s"] + 0.5)  # as JavaScript's Math.round
+    assert f"took {took} s" in text or f"took {took // 60} min" in text, text
+    made = tile.locator("time").get_attribute("datetime")
+    assert abs(datetime.fromisoformat(made.replace("Z", "+00:00")).timestamp() - shared_job["finished_at"]) < 1
+    assert tile.locator("time").inner_text().strip(), "the time is not written out"
+    # nothing in the caption is cut off or spills out of its tile
+    spills = tile.evaluate(
+        """li => [...li.querySelectorAll('span, time')].filter(e => e.scrollWidth > e.clientWidth + 1
+            && getComputedStyle(e).textOverflow !== 'ellipsis').map(e => e.textContent)"""
+    )
+    assert not spills, spills
+
+
+def test_the_prompt_placeholder_reads_as_a_placeholder(open_page) -> None:
+    """An example, not a prompt someone typed: worded as one, in italics and fainter than typed text."""
+    page = open_page(DESKTOP)
+    assert page.get_attribute("#prompt", "placeholder").startswith("e.g. ")
+    style = page.evaluate(
+        """() => {
+        const prompt = document.querySelector('#prompt');
+        const placeholder = getComputedStyle(prompt, '::placeholder');
+        return {typed: getComputedStyle(prompt).color, shown: placeholder.color, italic: placeholder.fontStyle};
+    }"""
+    )
+    assert style["italic"] == "italic", style
+
+    def lightness(css: str) -> float:
+        r, g, b = (float(v) for v in re.findall(r"[\d.]+", css)[:3])
+        return (r + g + b) / 3
+
+    assert lightness(style["shown"]) - lightness(style["typed"]) >= 80, style
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_an_empty_prompt_gets_an_inline_message_and_sends_nothing(open_page, viewport) -> None:
+    page = open_page(viewport)
+    sent = []
+    page.on("request", lambda request: "/generate" in request.url and sent.append(request.url))
+    for empty in ("", "   \n "):
+        page.fill("#prompt", empty)
+        page.click("#submit")
+        page.wait_for_selector("#prompt-error:has-text('Write a prompt')", timeout=10_000)
+        wait_in_view(page, ["#prompt", "#prompt-error"])  # beside the field, scrolled to on a phone
+        assert page.get_attribute("#prompt", "aria-invalid") == "true"
+        assert page.evaluate("document.activeElement.id") == "prompt"
+    page.screenshot(path=str(ARTIFACTS / f"empty-prompt-{viewport['width']}x{viewport['height']}.png"))
+    page.keyboard.type("a volcano")
+    page.wait_for_selector("#prompt-error", state="hidden", timeout=10_000)
+    assert page.get_attribute("#prompt", "aria-invalid") != "true"
+    assert not sent, f"requests were sent: {sent}"
+
+
 @pytest.mark.timeout(240)  # about 15 s on an idle machine; the generous bound is for a loaded one
 def test_generate_watch_share_and_look_around(open_page, service) -> None:
     """The form's own defaults (from /models; two steps to keep it short) with the example motion: upload progress,
@@ -191,7 +343,10 @@ def test_generate_watch_share_and_look_around(open_page, service) -> None:
     page.evaluate(
         """window.uploadTexts = [];
         new MutationObserver(() => uploadTexts.push(document.querySelector('#upload-text').textContent))
-            .observe(document.querySelector('#upload-text'), {childList: true, characterData: true, subtree: true});"""
+            .observe(document.querySelector('#upload-text'), {childList: true, characterData: true, subtree: true});
+        window.badges = [];
+        new MutationObserver(() => badges.push(document.querySelector('#stream-mode').textContent))
+            .observe(document.querySelector('#stream-mode'), {childList: true, characterData: true, subtree: true});"""
     )
     page.fill("#prompt", "a volcano with smoke, mountains under clouds, at sunset")
     page.fill("#seed", "7")
@@ -202,7 +357,8 @@ def test_generate_watch_share_and_look_around(open_page, service) -> None:
     assert finished_job(page) == "succeeded", page.text_content("#job-status")
     assert any(t.startswith("uploading example-flow.mp4") for t in page.evaluate("uploadTexts"))
     assert page.get_attribute("#progress-bar", "data-percent") == "100"
-    assert page.text_content("#stream-mode") == "polling"
+    assert "polling" in page.evaluate("badges")
+    page.wait_for_selector("#stream-mode", state="hidden", timeout=10_000)  # the badge goes with the job
     job_id = page.text_content("#current-job").strip()
     assert page.url.endswith(f"#job={job_id}")
 
@@ -275,11 +431,30 @@ def test_queue_position_then_cancel_queued_and_running_jobs(open_page, service) 
             page.wait_for_selector("#job-status[data-state=canceled]", timeout=30_000)
 
             page.goto(f"{service}/#job={long_job}")
-            page.wait_for_selector("#job-status[data-state=running]", timeout=60_000)
+            page.wait_for_function("window.dvd360Viewer.view.previews > 0", timeout=120_000)
+            assert page.get_attribute("#job-status", "data-state") == "running"
+            preview = shot(page, "canceling")[8:-8, 8:-8]
+            assert preview.std(axis=(0, 1)).max() > 2, "no preview on the sphere before the cancel"
+            # The cancel's answer is the job as it was then ("running": it stops at its next step). Held back here
+            # until the stream's final event is shown, as a slow answer would be, it must not bring "running" back.
+            held = []
+            page.route("**/jobs/*/cancel", lambda route: held.append((route, route.fetch())))
             page.click("#cancel")
             page.wait_for_selector("#job-status[data-state=canceled]", timeout=120_000)
-            shot(page, "canceled")
+            route, answer = held[0]
+            with page.expect_request_finished(lambda request: request.url.endswith("/cancel")):
+                route.fulfill(response=answer)
+            page.evaluate("new Promise(resolve => setTimeout(resolve))")  # the page's own handler has run
+            assert page.get_attribute("#job-status", "data-state") == "canceled", answer.json()["state"]
             assert int(page.get_attribute("#progress-bar", "data-percent")) < 100
+            # the unfinished preview is gone, and the viewer says why it is empty
+            page.wait_for_selector("#viewer .viewer-note:has-text('canceled')", timeout=10_000)
+            assert page.evaluate("window.dvd360Viewer.view.source") == "none"
+            page.wait_for_selector("#stream-mode", state="hidden", timeout=10_000)
+            shot(page, "canceled")
+            page.evaluate("document.querySelector('#viewer .viewer-note').hidden = true")
+            sphere = shot(page, "canceled-sphere")[8:-8, 8:-8]  # inside the rounded corners
+            assert sphere.std(axis=(0, 1)).max() < 1, "the canceled job's preview is still drawn"
         finally:
             client.post(f"/jobs/{long_job}/cancel")
 
@@ -292,15 +467,29 @@ def test_preview_shows_in_the_viewer_before_the_job_finishes(open_page, service)
     page = open_page(DESKTOP)
     page.fill("#prompt", "a volcano with smoke, mountains under clouds, at sunset")
     page.fill("#steps", "30")  # previews every DVD360_PREVIEW_EVERY (2) steps; enough steps to see one mid-job
+    # what the viewer's note says, whether it is shown in the window, and how many previews were drawn, at each change
+    page.evaluate(
+        f"""const inView = {IN_VIEW_JS}, note = document.querySelector('#viewer .viewer-note');
+        window.notes = [];
+        new MutationObserver(() => notes.push({{text: note.textContent, shown: inView(['#viewer .viewer-note']),
+                                               previews: window.dvd360Viewer.view.previews}}))
+            .observe(note, {{childList: true, characterData: true, subtree: true, attributes: true}});"""
+    )
     page.click("#submit")
     page.wait_for_function("window.dvd360Viewer.view.previews > 0 || " + TERMINAL_JS, timeout=180_000)
     assert page.get_attribute("#job-status", "data-state") == "running", "no preview arrived before the end"
     assert page.evaluate("window.dvd360Viewer.view.source") == "image"
     assert page.text_content("#stream-mode") == "live"
+    assert not page.locator("#viewer .viewer-note").is_visible(), "the waiting note covers the preview"
+    # not a black box until then: the viewer said what it waited for
+    notes = page.evaluate("notes")
+    waiting = [n for n in notes if n["shown"] and re.match(r"waiting for the first preview", n["text"], re.I)]
+    assert waiting and waiting[0]["previews"] == 0, notes
     preview = shot(page, "viewer-preview")
     assert preview.std() > 2, "the preview did not reach the sphere"
     assert finished_job(page) == "succeeded"
     page.wait_for_function("window.dvd360Viewer.view.source === 'video'", timeout=15_000)
+    page.wait_for_selector("#stream-mode", state="hidden", timeout=10_000)  # "live" goes with the job
 
 
 def test_docs_render_offline(open_page, service) -> None:
@@ -344,6 +533,7 @@ def test_a_cut_event_stream_resumes_with_last_event_id(open_page, service) -> No
     assert not {"succeeded", "failed", "canceled"} & set(cut["events"]), cut
     assert resumed_after[:2] == [None, cut["id"]], resumed_after
     page.wait_for_function("window.dvd360Viewer.view.source === 'video'", timeout=15_000)
+    page.wait_for_selector("#stream-mode", state="hidden", timeout=10_000)  # the "live" badge goes with the job
 
 
 def test_a_phone_looks_around_by_turning(browser, service) -> None:

@@ -1,4 +1,5 @@
-// The Create form: filled from GET /models (each model's defaults and limits), read into a POST /generate body.
+// The Create form: filled from GET /models (each model's defaults and limits) or from a job's request (a shared
+// link), read into a POST /generate body.
 const $ = (id) => document.getElementById(id);
 
 // Used only when a server's /models has no defaults or limits: small, so a CPU run stays short.
@@ -8,6 +9,7 @@ const FALLBACK = {
 };
 const MIN_FRAMES = 8; // the API's lower bound (a limit the models do not state)
 const SIZE_STEP = 64; // heights are multiples of 64, widths twice the height
+const PROMPT_MISSING = "Write a prompt first: what the panorama should show.";
 
 let models = [];
 
@@ -67,6 +69,54 @@ export function describeLength() {
   $("length-hint").textContent = frames && fps ? parts.join(", ") : "";
 }
 
+function selectSize(height, width) {
+  const value = `${height}x${width}`;
+  const select = $("size");
+  if (![...select.options].some((o) => o.value === value)) select.add(new Option(`${height} × ${width}`, value));
+  select.value = value;
+}
+
+// A job's settings back in the form, with the seed it used, so Generate makes it again (or a variation).
+export function fillFromJob(job) {
+  const request = job.request || {};
+  if (models.some((m) => m.name === request.base_model)) {
+    $("base-model").value = request.base_model;
+    applyModel(request.base_model);
+  }
+  $("prompt").value = request.prompt || "";
+  $("negative-prompt").value = request.negative_prompt || "";
+  const numbers = { "num-frames": "num_frames", steps: "steps", fps: "fps", guidance: "guidance_scale" };
+  for (const [id, key] of Object.entries(numbers)) if (request[key] != null) $(id).value = String(request[key]);
+  if (request.height && request.width) selectSize(request.height, request.width);
+  const seed = job.seed ?? request.seed;
+  $("seed").value = seed == null ? "" : String(seed);
+  $("loop").checked = Boolean(request.loop);
+  $("interpolate-to").value = request.interpolate_to ? String(request.interpolate_to) : "";
+  // an uploaded motion is not the viewer's to reuse: the form asks for the file again
+  document.querySelector(`input[name=motion][value=${request.flow_id ? "upload" : "none"}]`).checked = true;
+  syncMotion();
+  describeLength();
+  showPromptError("");
+  $("form-note").textContent =
+    "Filled in from the job you are watching" + (request.flow_id ? "; its motion was an upload: choose it again." : ".");
+}
+
+function showPromptError(text) {
+  $("prompt-error").textContent = text;
+  $("prompt-error").hidden = !text;
+  if (text) $("prompt").setAttribute("aria-invalid", "true");
+  else $("prompt").removeAttribute("aria-invalid");
+}
+
+// False, with a message beside the field (scrolled to), when the prompt is blank: nothing is sent then.
+export function checkPrompt() {
+  if ($("prompt").value.trim()) return true;
+  showPromptError(PROMPT_MISSING);
+  $("prompt").focus({ preventScroll: true });
+  $("prompt").closest("label").scrollIntoView({ block: "nearest" });
+  return false;
+}
+
 export function motionChoice() {
   return document.querySelector("input[name=motion]:checked").value;
 }
@@ -99,5 +149,11 @@ export function listenForm() {
   $("base-model").addEventListener("change", (e) => applyModel(e.target.value));
   for (const id of ["num-frames", "fps", "interpolate-to", "loop"]) $(id).addEventListener("input", describeLength);
   for (const radio of document.querySelectorAll("input[name=motion]")) radio.addEventListener("change", syncMotion);
+  // the browser's own bubble for the required prompt gives way to the inline message
+  $("prompt").addEventListener("invalid", (e) => {
+    e.preventDefault();
+    checkPrompt();
+  });
+  $("prompt").addEventListener("input", () => $("prompt").value.trim() && showPromptError(""));
   syncMotion();
 }

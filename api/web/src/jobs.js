@@ -1,26 +1,22 @@
 // The key's jobs: a gallery of finished videos (their posters) and a dated list of every job.
+import { duration, timeElement } from "./format.js";
+
 const $ = (id) => document.getElementById(id);
 
 const promptOf = (job) => (job.request && job.request.prompt) || job.prompt || job.id;
-
-// The API's times are UNIX seconds; Date wants milliseconds.
-function timeElement(seconds) {
-  const when = new Date(seconds * 1000);
-  return Object.assign(document.createElement("time"), {
-    dateTime: when.toISOString(),
-    textContent: when.toLocaleString(),
-    className: "muted",
-  });
-}
+const line = (className, ...content) => {
+  const span = Object.assign(document.createElement("span"), { className });
+  span.append(...content);
+  return span;
+};
 
 function historyItem(job, open) {
   const li = document.createElement("li");
   li.dataset.id = job.id;
   const link = Object.assign(document.createElement("a"), { href: `#job=${job.id}`, className: "prompt" });
   link.textContent = promptOf(job);
-  const state = Object.assign(document.createElement("span"), { className: `state ${job.state}` });
-  state.textContent = job.state;
-  li.append(state, link, timeElement(job.created_at));
+  const when = Object.assign(timeElement(job.created_at), { className: "muted" });
+  li.append(line(`state ${job.state}`, job.state), link, when);
   li.addEventListener("click", (e) => {
     e.preventDefault();
     open(job.id);
@@ -37,8 +33,15 @@ function galleryItem(job, open) {
     alt: promptOf(job),
     loading: "lazy",
   });
-  const caption = Object.assign(document.createElement("span"), { textContent: promptOf(job) });
-  link.append(poster, caption);
+  // what it is (size, frames) and when it was made, in how long
+  const { height, width, num_frames: frames } = job.request || {};
+  const took = job.timings?.total_s != null ? ` · took ${duration(job.timings.total_s)}` : "";
+  link.append(
+    poster,
+    line("title", promptOf(job)),
+    line("meta", `${height} × ${width} · ${frames} frames`),
+    line("meta", timeElement(job.finished_at ?? job.created_at), took),
+  );
   link.addEventListener("click", (e) => {
     e.preventDefault();
     open(job.id);

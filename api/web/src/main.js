@@ -1,19 +1,22 @@
 // The page: the Create form, the live view of the current job in the 360° viewer, the gallery and the job list.
 import { api, apiKey } from "./api.js";
 import { TERMINAL, watchJob } from "./events.js";
-import { fillModels, listenForm, motionChoice, readParams } from "./form.js";
+import { checkPrompt, fillFromJob, fillModels, listenForm, motionChoice, readParams } from "./form.js";
+import { duration } from "./format.js";
 import { showJobs, showJobsError } from "./jobs.js";
 import { PanoramaViewer } from "./viewer.js";
 import "./style.css";
 
 const $ = (id) => document.getElementById(id);
 const CURRENT_STORAGE = "dvd360.currentJob";
-const PHONE = matchMedia("(max-width: 760px)");
+const FROM_ADDRESS = { fill: true, reveal: "auto" }; // a shared link: its settings in the form, the player in view
 
 const viewer = new PanoramaViewer($("viewer"));
 window.dvd360Viewer = viewer; // for people poking around in the console, and the browser tests
 let current = null; // the job on screen
 let stopWatching = () => {};
+let polling = false; // the current job is followed by polling: no live previews come
+let modelsLoaded; // GET /models, read into the form: a shared job's settings wait for its model's limits
 
 function showError(message) {
   $("form-error").textContent = message || "";
@@ -30,10 +33,21 @@ function setPercent(value) {
   $("progress-bar").dataset.percent = String(percent);
 }
 
-function duration(seconds) {
-  if (seconds == null) return "";
-  const s = Math.max(0, Math.round(seconds));
-  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+// The badge beside the job: "live", "polling" or "reconnecting" while it is followed, gone when it ends.
+function setMode(mode) {
+  $("stream-mode").textContent = mode;
+  $("stream-mode").hidden = !mode;
+  polling = mode === "polling";
+}
+
+// What the empty viewer says until the first preview; a server without the event stream sends none.
+const waitingNote = () =>
+  polling ? "Waiting for the video: no live previews without the event stream" : "Waiting for the first preview…";
+
+// The player and its controls in the window: on a phone the form comes first, and the gallery lies below.
+function revealPlayer(behavior) {
+  const box = $("player").getBoundingClientRect();
+  if (box.top < 0 || box.bottom > window.innerHeight) $("watch").scrollIntoView({ behavior, block: "start" });
 }
 
 // {step, total, percent, eta_s} from a progress event or the job's own "progress"
@@ -42,11 +56,20 @@ function showProgress(progress) {
   setPercent(percent ?? (total ? (100 * step) / total : 0));
   const left = eta != null ? ` · about ${duration(eta)} left` : "";
   setStatus("running", `running: step ${step} of ${total || "?"}${left}`);
+  viewer.message = waitingNote();
 }
 
 function showQueued(position) {
   setPercent(0);
   setStatus("queued", position != null ? `queued: number ${position} in line` : "queued");
+  viewer.message = waitingNote();
+}
+
+// Why a job that ended without a video left the viewer empty.
+function endNote(job) {
+  if (job.state === "failed") return "Failed: no video was made";
+  const { step, total } = job.progress || {};
+  return step ? `Canceled at step ${step} of ${total}: no video was made` : "Canceled before it started";
 }
 
 function showEnd(job) {
@@ -56,8 +79,14 @@ function showEnd(job) {
     setStatus("succeeded", `done${took} (seed ${job.seed ?? job.request?.seed ?? "?"})`);
   } else setStatus(job.state, reasons[job.state] ? `${job.state}: ${reasons[job.state]}` : job.state);
   setPercent(job.state === "succeeded" ? 100 : Number($("progress-bar").dataset.percent || 0));
+  setMode("");
   const outputs = job.outputs || {};
-  if (job.state !== "succeeded" || !outputs.video_url) return;
+  if (job.state !== "succeeded" || !outputs.video_url) {
+    viewer.clear(); // an unfinished preview is no result
+    viewer.message = endNote(job);
+    return;
+  }
+  viewer.message = "Loading the video…";
   $("download").href = outputs.video_url;
   $("download").hidden = false;
   $("play").disabled = false;
@@ -73,13 +102,16 @@ function showEnd(job) {
 
 function showJob(job) {
   const first = !current || current.id !== job.id;
-  const wasTerminal = current && current.id === job.id && TERMINAL.has(current.state);
+  const wasTerminal = !first && TERMINAL.has(current.state);
+  // An answer read before the job ended (the cancel's "running", racing the stream's final event) is stale.
+  if (wasTerminal && !TERMINAL.has(job.state)) return;
   current = job;
   if (first) {
     $("current-job").textContent = job.id;
-    $("current-prompt").textContent = job.request?.prompt || "";
+    $("current-prompt").textContent = $("current-prompt").title = job.request?.prompt || "";
   }
   $("cancel").disabled = TERMINAL.has(job.state);
+  if (TERMINAL.has(job.state)) stopWatching(); // e.g. canceled while queued: the cancel's answer says so first
   if (job.state === "queued") showQueued(job.queue_position);
   else if (job.state === "running") showProgress(job.progress);
   else if (TERMINAL.has(job.state) && !wasTerminal) showEnd(job);
@@ -87,7 +119,10 @@ function showJob(job) {
 
 const onEvent = {
   queued: (data) => showQueued(data.queue_position),
-  running: () => setStatus("running", "running: the first step is under way"),
+  running: () => {
+    setStatus("running", "running: the first step is under way");
+    viewer.message = waitingNote();
+  },
   progress: (data) => showProgress(data),
   preview: (data) => viewer.showImage(data.image).catch(() => {}), // a broken preview is no reason to stop
   succeeded: (data) => finish(data.job),
@@ -110,16 +145,22 @@ function follow(id) {
     job: (job) => (TERMINAL.has(job.state) ? finish(job) : showJob(job)),
     event: (type, data) => onEvent[type]?.(data),
     error: (err) => setStatus(null, `cannot read the job: ${err.message}`),
-    mode: (mode) => ($("stream-mode").textContent = mode),
+    mode: (mode) => {
+      setMode(mode);
+      if (current && !TERMINAL.has(current.state)) viewer.message = waitingNote();
+    },
   });
 }
 
 // Opens a job: remembered across reloads (localStorage) and in the address (#job=<id>, the share link).
-async function openJob(id) {
+// fill: its settings go into the form (opened from the address); reveal: scroll the player into view this way.
+async function openJob(id, { fill = false, reveal = null } = {}) {
   stopWatching();
   if (!current || current.id !== id) {
     current = null;
     viewer.clear();
+    viewer.message = "Opening the job…";
+    setMode("");
     setPercent(0);
     $("views").hidden = $("download").hidden = $("share-info").hidden = true;
     $("play").disabled = true;
@@ -131,11 +172,17 @@ async function openJob(id) {
     const job = await api.job(id);
     showJob(job);
     if (!TERMINAL.has(job.state)) follow(id);
+    if (fill) {
+      await modelsLoaded; // the model's limits first, then the job's numbers
+      fillFromJob(job);
+    }
   } catch (err) {
     if (err.status === 404) localStorage.removeItem(CURRENT_STORAGE);
     $("current-job").textContent = id;
+    viewer.message = "";
     setStatus("unknown", err.status === 404 ? "no such job: it expired, or belongs to another API key" : err.message);
   }
+  if (reveal) revealPlayer(reveal);
 }
 
 function jobFromAddress() {
@@ -168,7 +215,9 @@ async function motionFlowId() {
 
 async function submit(event) {
   event.preventDefault();
+  if (!checkPrompt()) return;
   showError("");
+  $("form-note").textContent = "";
   $("submit").disabled = true;
   $("submit").textContent = "Sending…";
   try {
@@ -176,9 +225,8 @@ async function submit(event) {
     const flowId = await motionFlowId();
     if (flowId) params.flow_id = flowId;
     const job = await api.generate(params);
-    await openJob(job.id);
+    await openJob(job.id, { reveal: "smooth" });
     refreshJobs();
-    if (PHONE.matches) $("watch").scrollIntoView({ behavior: "smooth" });
   } catch (err) {
     showError(err.message);
   } finally {
@@ -189,7 +237,7 @@ async function submit(event) {
 
 async function refreshJobs() {
   try {
-    showJobs(await api.jobs(), openJob);
+    showJobs(await api.jobs(), (id) => openJob(id, { reveal: "smooth" }));
   } catch (err) {
     showJobsError(err.message);
   }
@@ -225,14 +273,16 @@ function listen() {
   $("key-form").addEventListener("submit", (e) => {
     e.preventDefault();
     apiKey.set($("api-key").value.trim());
-    loadModels();
+    modelsLoaded = loadModels();
     refreshJobs();
   });
   $("generate-form").addEventListener("submit", submit);
   $("cancel").addEventListener("click", async () => {
     if (!current) return;
+    const id = current.id;
     try {
-      showJob(await api.cancel(current.id));
+      const job = await api.cancel(id);
+      if (current?.id === id) showJob(job); // unless another job was opened meanwhile
     } catch (err) {
       setStatus(null, `cannot cancel: ${err.message}`);
     }
@@ -249,7 +299,7 @@ function listen() {
   for (const tile of document.querySelectorAll(".view-tile")) {
     tile.addEventListener("click", () => viewer.lookAt(Number(tile.dataset.yaw), 0));
   }
-  window.addEventListener("hashchange", () => jobFromAddress() && openJob(jobFromAddress()));
+  window.addEventListener("hashchange", () => jobFromAddress() && openJob(jobFromAddress(), FROM_ADDRESS));
   listenForm();
 }
 
@@ -257,7 +307,8 @@ listen();
 $("api-key").value = apiKey.get();
 $("orientation").hidden = !(window.DeviceOrientationEvent && matchMedia("(pointer: coarse)").matches);
 PanoramaViewer.vrSupported().then((yes) => ($("enter-vr").hidden = !yes));
-loadModels();
+modelsLoaded = loadModels();
 refreshJobs();
-const remembered = jobFromAddress() || localStorage.getItem(CURRENT_STORAGE);
-if (remembered) openJob(remembered);
+viewer.message = "No video yet: write a prompt and press Generate";
+if (jobFromAddress()) openJob(jobFromAddress(), FROM_ADDRESS);
+else if (localStorage.getItem(CURRENT_STORAGE)) openJob(localStorage.getItem(CURRENT_STORAGE));

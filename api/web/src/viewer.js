@@ -37,8 +37,11 @@ export class PanoramaViewer {
       preload: "auto",
       crossOrigin: "anonymous",
     });
-    this.image = Object.assign(document.createElement("img"), { alt: "preview (equirectangular)" });
+    this.image = Object.assign(document.createElement("img"), { alt: "the job's live preview (equirectangular)" });
     this.video.hidden = this.image.hidden = true;
+    // Says what the empty sphere waits for (or why it stays empty); hidden once a picture or the clip shows.
+    this.note = Object.assign(document.createElement("p"), { className: "viewer-note" });
+    this.note.setAttribute("role", "status");
 
     // preserveDrawingBuffer keeps the last frame readable (screenshots, the browser tests' pixel check).
     this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
@@ -57,7 +60,7 @@ export class PanoramaViewer {
     // The clip swaps in only once it has a frame, so the last preview stays up while the MP4 loads.
     this.video.addEventListener("loadeddata", () => this.#show("video", this.videoTexture));
 
-    container.append(this.renderer.domElement, this.video, this.image);
+    container.append(this.renderer.domElement, this.video, this.image, this.note);
     this.#listen();
     new ResizeObserver(() => this.#resize()).observe(container);
     this.#resize();
@@ -87,7 +90,7 @@ export class PanoramaViewer {
     return this.video.play();
   }
 
-  // Back to an empty sphere (another job was opened).
+  // Back to an empty sphere (another job was opened, or this one ended without a video).
   clear() {
     this.generation += 1;
     this.video.removeAttribute("src");
@@ -99,7 +102,13 @@ export class PanoramaViewer {
     this.material.map = null;
     this.material.color.set(0x0b0d12);
     this.material.needsUpdate = true;
-    this.#syncFlat();
+    this.#sync();
+  }
+
+  // The note shown while the sphere is empty ("" for none).
+  set message(text) {
+    this.note.textContent = text;
+    this.#sync();
   }
 
   togglePlay() {
@@ -115,7 +124,7 @@ export class PanoramaViewer {
   set flat(on) {
     this.isFlat = on;
     this.renderer.domElement.hidden = on;
-    this.#syncFlat();
+    this.#sync();
   }
 
   lookAt(lon, lat = 0) {
@@ -176,12 +185,14 @@ export class PanoramaViewer {
     this.material.map = texture;
     this.material.color.set(0xffffff);
     this.material.needsUpdate = true;
-    this.#syncFlat();
+    this.#sync();
   }
 
-  #syncFlat() {
+  // Which element shows the source: the sphere's canvas, or the flat video or picture; the note while empty.
+  #sync() {
     this.video.hidden = !(this.isFlat && this.source === "video");
     this.image.hidden = !(this.isFlat && this.source === "image");
+    this.note.hidden = this.source !== "none" || !this.note.textContent;
   }
 
   #listen() {

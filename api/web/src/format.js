@@ -1,0 +1,15 @@
+// Times as the page writes them: the API's are UNIX seconds (Date wants milliseconds) and durations in seconds.
+
+export function duration(seconds) {
+  if (seconds == null) return "";
+  const s = Math.max(0, Math.round(seconds));
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
+export function timeElement(seconds) {
+  const when = new Date(seconds * 1000);
+  return Object.assign(document.createElement("time"), {
+    dateTime: when.toISOString(),
+    textContent: when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }),
+  });
+}
