@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import time
 
-import redis
 from fastapi import Request
 
 from api.schemas import Job, JobTimings, Outputs
-from core.jobs import queue_name, queue_position
 from core.records import JobRecord
 
 
@@ -20,10 +18,6 @@ def base_url(request: Request, public_url: str | None) -> str:
 
 def absolute(url: str, base: str) -> str:
     return f"{base}{url}" if url.startswith("/") else url  # local links are paths; S3 presigned links are absolute
-
-
-def current_position(client: redis.Redis, job: JobRecord) -> int:
-    return queue_position(client.lrange(queue_name(job.request.base_model), 0, -1), job.id)
 
 
 def public_job(job: JobRecord, svc, base: str) -> Job:
@@ -44,5 +38,5 @@ def public_job(job: JobRecord, svc, base: str) -> Job:
         **job.model_dump(include=set(Job.model_fields) - {"outputs", "timings", "queue_position"}),
         outputs=outputs,
         timings=timings,
-        queue_position=current_position(svc.redis, job) if job.state == "queued" else None,
+        queue_position=svc.store.position(job) if job.state == "queued" else None,
     )

@@ -57,15 +57,15 @@ def active_key(owner: str) -> str:
     return f"dvd360:active:{owner}"
 
 
-def queue_position(messages: list[bytes], job_id: str) -> int:
+def waiting_key(base_model: str) -> str:
+    """A model's queued jobs in the order they were queued (a sorted set by time): where each stands, in O(log n)."""
+    return f"dvd360:waiting:{base_model}"
+
+
+def queue_position(rank: int | None) -> int:
     """Where a queued job stands, the same everywhere (GET /jobs/{id}, its `queued` events, the CLI): 1 is next.
-    `messages` is its queue's list (LRANGE 0 -1: kombu pushes on the left and workers pop from the right). A job
-    whose message is not in the list was taken by a worker that has not started it yet: it is next as well."""
-    needle = job_id.encode()  # the task's argument, plain in the message's argsrepr header
-    for index, message in enumerate(messages):
-        if needle in message:
-            return len(messages) - index
-    return 1
+    `rank`: its ZRANK in its model's waiting set (None for a job queued before 0.2: counted as next)."""
+    return 1 if rank is None else rank + 1
 
 
 def webhook_kind(event: str) -> str:
@@ -101,16 +101,23 @@ class JobStore:
         pipe.hset(UNFINISHED_KEY, job.id, owner)
         if (at := deadline_at(job)) is not None:
             pipe.zadd(DEADLINES_KEY, {job.id: at})
-        pipe.llen(queue_name(request.base_model))
-        waiting = pipe.execute()[-1]
-        # the message is pushed right after this: everything waiting now is ahead of it
-        self.publish(job.id, "queued", {"state": "queued", "queue_position": waiting + 1})
-        self.enqueue(job)
+        pipe.execute()
+        position = self.enqueue(job)
+        self.publish(job.id, "queued", {"state": "queued", "queue_position": position})
         return job
 
-    def enqueue(self, job: JobRecord) -> None:
-        """Send the job's task to its model's queue (at creation, and when the reaper requeues it)."""
+    def enqueue(self, job: JobRecord) -> int:
+        """Send the job's task to its model's queue (at creation, and when the reaper requeues it), behind every job
+        waiting there; returns its queue position."""
+        pipe = self.redis.pipeline()
+        pipe.zadd(waiting_key(job.request.base_model), {job.id: time.time()})
+        pipe.zrank(waiting_key(job.request.base_model), job.id)
+        rank = pipe.execute()[-1]
         self.tasks.send_task(GENERATE_TASK, args=[job.id], queue=queue_name(job.request.base_model))
+        return queue_position(rank)
+
+    def position(self, job: JobRecord) -> int:
+        return queue_position(self.redis.zrank(waiting_key(job.request.base_model), job.id))
 
     def publish(self, job_id: str, type_: str, data: dict[str, Any]) -> str | None:
         """Append an event to the job's event stream (core/events.py)."""
@@ -164,6 +171,8 @@ class JobStore:
                     job = JobRecord.model_validate({**job.model_dump(), **fields})
                     pipe.multi()
                     pipe.set(key, job.model_dump_json(), keepttl=True)
+                    if previous == "queued" and job.state != "queued":  # running, or finished: no longer waiting
+                        pipe.zrem(waiting_key(job.request.base_model), job_id)
                     if finishing:
                         pipe.srem(active_key(job.owner), job_id)
                         pipe.hdel(UNFINISHED_KEY, job_id)

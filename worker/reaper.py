@@ -24,7 +24,16 @@ import redis
 
 from core.deadlines import cancel_fields, take_due
 from core.job_metrics import record_reaped
-from core.jobs import MAX_DELIVERIES, REPEATED_CRASH, UNFINISHED_KEY, JobStore, active_key, job_key, queue_name
+from core.jobs import (
+    MAX_DELIVERIES,
+    REPEATED_CRASH,
+    UNFINISHED_KEY,
+    JobStore,
+    active_key,
+    job_key,
+    queue_name,
+    waiting_key,
+)
 from core.records import JobRecord
 from core.retention import sweep
 from core.settings import Settings
@@ -106,7 +115,7 @@ class Reaper:
                 else:
                     suspects.add(job_id)
         self.suspects = suspects
-        counts["forgotten"] += self._heal_active_sets()
+        counts["forgotten"] += self._heal_active_sets() + self._heal_waiting_sets()
         counts.update(sweep(self.client, self.storage, self.settings.result_ttl_s, self.settings.upload_ttl_s, now))
         return counts
 
@@ -123,6 +132,16 @@ class Reaper:
         for key, member in stale_now & self.stale_members:
             healed += self.client.srem(key, member)
         self.stale_members = stale_now
+        return healed
+
+    def _heal_waiting_sets(self) -> int:
+        """Drop from each model's waiting set the jobs that are no longer unfinished (an expired record), so they
+        count in no one's queue position."""
+        unfinished = {k.decode() for k in self.client.hkeys(UNFINISHED_KEY)}
+        healed = 0
+        for key in self.client.scan_iter(match=waiting_key("*"), count=500):
+            stale = [m for m in self.client.zrange(key, 0, -1) if m.decode() not in unfinished]
+            healed += self.client.zrem(key, *stale) if stale else 0
         return healed
 
     def _abandoned(self, job: JobRecord) -> str:

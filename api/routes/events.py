@@ -22,7 +22,7 @@ from api.job_view import base_url, public_job
 from api.openapi import EVENT_STREAM, errors
 from api.routes.jobs import own_job
 from core.events import id_tuple
-from core.jobs import queue_name, queue_position
+from core.jobs import queue_position, waiting_key
 from core.records import TERMINAL, JobRecord
 
 router = APIRouter(tags=["jobs"])
@@ -58,7 +58,7 @@ def state_after(event: Event) -> str:
 async def stream_events(
     svc: Services, hub: EventHub, job: JobRecord, after: str | None, base: str, watch: Watch
 ) -> AsyncIterator[ServerSentEvent]:
-    queue = queue_name(job.request.base_model)
+    waiting = waiting_key(job.request.base_model)
     try:
         async with hub.subscribe(job.id, after) as sub:
             backlog = await sub.backlog()
@@ -81,7 +81,7 @@ async def stream_events(
                     yield await message(svc, job.id, Event(last_id, job.state, data), base)
                     return
                 if event is None and state == "queued":  # the position as GET /jobs/{id} has it: it only goes down
-                    now = queue_position(await hub.client.lrange(queue, 0, -1), job.id)
+                    now = queue_position(await hub.client.zrank(waiting, job.id))
                     if position is None or now < position:
                         position = now
                         data = {"state": "queued", "queue_position": position}

@@ -26,6 +26,7 @@ from PIL import Image
 
 from cli.submit import sse_events
 from core.events import id_tuple
+from core.jobs import waiting_key
 from core.records import JobRecord
 from tests.conftest import ROOT, SIGNING_KEY, free_port
 from tests.processes import start_api, wait_ready
@@ -181,20 +182,22 @@ def test_a_running_job_shows_its_latest_state_and_a_finished_one_without_a_strea
 
 def test_queue_position_goes_down_as_jobs_ahead_leave(bare_api) -> None:
     store = bare_api.store
-    store.redis.delete("gen.tiny")
-    store.redis.lpush("gen.tiny", "ahead-1", "ahead-2")  # two messages ahead (no worker takes them here)
-    job = stored_job(store)  # its own message is the third
+    store.redis.delete(waiting_key("tiny"))  # jobs other tests left queued on this Redis
+    ahead = [stored_job(store), stored_job(store)]  # two jobs queued before it (no worker takes them here)
+    job = stored_job(store)
+    assert store.position(job) == 3
     positions = []
 
     def leave(event) -> bool:
         positions.append(event[2]["queue_position"])
         if len(positions) < 3:
-            store.redis.rpop("gen.tiny")  # the oldest leaves: the next poll reports one less
+            store.transition(ahead[len(positions) - 1].id, "running")  # the next one starts: one less ahead
         return len(positions) == 3
 
     read_events(bare_api.url, job.id, stop=leave, timeout=30)
-    store.redis.delete("gen.tiny")
     assert positions == [3, 2, 1]
+    for done in (*ahead, job):
+        store.transition(done.id, "canceled")
 
 
 def test_a_job_streams_queued_running_every_step_previews_then_succeeded(service) -> None:
