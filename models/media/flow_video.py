@@ -6,6 +6,7 @@ panoramic clip whose motion is copied (flow extracted, then encoded).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -16,7 +17,7 @@ from models.media.flow_encoding import encode_flow
 from models.media.flow_extract import FlowBackend, extract_flow
 from models.media.flow_kinds import FLOW_KINDS
 from models.media.raw_flow import raw_flow_count, read_raw_flow, resize_flow
-from models.media.video_reader import CorruptVideo, open_video, read_frames
+from models.media.video_reader import CorruptVideo, FrameCheck, iter_frames, open_video, read_frames
 
 
 def sample_indices(available: int, num_frames: int, loop: bool = False) -> np.ndarray:
@@ -79,6 +80,24 @@ def check_video_policy(path: str | Path) -> int:
     return frames
 
 
+def _policy_check(name: str, panorama: bool) -> FrameCheck:
+    def check(index: int, width: int, height: int) -> None:
+        if error := _size_error(f"{name}: frame {index}", width, height):
+            raise error
+        if panorama and width != 2 * height:
+            raise FlowInputError(f"{name}: {width} x {height} is not an equirectangular (2:1) panorama")
+
+    return check
+
+
+def _unreadable(name: str, path: str | Path, exc: CorruptVideo) -> FlowInputError:
+    reason = exc.__cause__ or str(exc).removeprefix(f"{path}: ")
+    return FlowInputError(
+        f"{name}: not a readable video ({reason}); upload MP4, WebM or MOV whose frames share one size of at "
+        f"most {MAX_PIXELS // 2**20} MP"
+    )
+
+
 def decode_rgb(
     path: str | Path, max_frames: int | None = None, size: tuple[int, int] | None = None, panorama: bool = False
 ) -> list[np.ndarray]:
@@ -87,13 +106,6 @@ def decode_rgb(
     2:1), whatever the container claimed: a stream that changes size or grows mid-way is refused."""
     name = Path(path).name
     count = check_video_policy(path)
-
-    def check(index: int, width: int, height: int) -> None:
-        if error := _size_error(f"{name}: frame {index}", width, height):
-            raise error
-        if panorama and width != 2 * height:
-            raise FlowInputError(f"{name}: {width} x {height} is not an equirectangular (2:1) panorama")
-
     try:
         frames = read_frames(
             path,
@@ -101,15 +113,24 @@ def decode_rgb(
             size,
             max_pixels=MAX_PIXELS,
             max_decoded_pixels=MAX_DECODED_PIXELS,
-            check=check,
+            check=_policy_check(name, panorama),
         )
     except CorruptVideo as exc:
-        reason = exc.__cause__ or str(exc).removeprefix(f"{path}: ")
-        raise FlowInputError(
-            f"{name}: not a readable video ({reason}); upload MP4, WebM or MOV whose frames share one size of at "
-            f"most {MAX_PIXELS // 2**20} MP"
-        ) from exc
+        raise _unreadable(name, path, exc) from exc
     return list(frames)
+
+
+def stream_rgb(path: str | Path) -> Iterator[np.ndarray]:
+    """Every frame of a video that passes the upload policy, as uint8 (H, W, 3), one decoded frame held at a time
+    (scoring a 2048 x 4096 video holds two frames, not the video), checked as `decode_rgb` checks them."""
+    name = Path(path).name
+    check_video_policy(path)
+    try:
+        yield from iter_frames(
+            path, max_pixels=MAX_PIXELS, max_decoded_pixels=MAX_DECODED_PIXELS, check=_policy_check(name, False)
+        )
+    except CorruptVideo as exc:
+        raise _unreadable(name, path, exc) from exc
 
 
 def _to_condition(frames: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ training data), plus frame counts and video file discovery for datasets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import av
@@ -46,6 +46,32 @@ def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return cv2.resize(frame, (w, h), interpolation=interpolation)
 
 
+def _decoded(
+    path: str | Path, max_pixels: int, max_decoded_pixels: int | None, check: FrameCheck | None
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(index, frame) for every frame in order, each checked as `read_frames` says; errors as CorruptVideo."""
+    first, decoded = None, 0
+    try:
+        with open_video(path, max_pixels) as container:
+            for i, frame in enumerate(container.decode(container.streams.video[0])):
+                first = first or (frame.width, frame.height)
+                if (frame.width, frame.height) != first:
+                    raise CorruptVideo(
+                        f"{path}: frame {i} is {frame.width} x {frame.height} but the video starts at "
+                        f"{first[0]} x {first[1]}; every frame must have the same size"
+                    )
+                if check is not None:
+                    check(i, frame.width, frame.height)
+                decoded += frame.width * frame.height
+                if max_decoded_pixels is not None and decoded > max_decoded_pixels:
+                    raise CorruptVideo(f"{path}: decoding would exceed {max_decoded_pixels / 1e6:g} megapixels")
+                yield i, frame
+    except (VideoFileError, FlowInputError):
+        raise  # already says what is wrong
+    except (av.FFmpegError, OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise CorruptVideo(f"{path}: {exc}") from exc
+
+
 def read_frames(
     path: str | Path,
     indices: Sequence[int] | None = None,
@@ -65,29 +91,11 @@ def read_frames(
     wanted = None if indices is None else sorted(set(int(i) for i in indices))
     last = None if wanted is None else wanted[-1]
     frames: dict[int, np.ndarray] = {}
-    first, decoded = None, 0
-    try:
-        with open_video(path, max_pixels) as container:
-            for i, frame in enumerate(container.decode(container.streams.video[0])):
-                first = first or (frame.width, frame.height)
-                if (frame.width, frame.height) != first:
-                    raise CorruptVideo(
-                        f"{path}: frame {i} is {frame.width} x {frame.height} but the video starts at "
-                        f"{first[0]} x {first[1]}; every frame must have the same size"
-                    )
-                if check is not None:
-                    check(i, frame.width, frame.height)
-                decoded += frame.width * frame.height
-                if max_decoded_pixels is not None and decoded > max_decoded_pixels:
-                    raise CorruptVideo(f"{path}: decoding would exceed {max_decoded_pixels / 1e6:g} megapixels")
-                if wanted is None or i in wanted:
-                    frames[i] = _resize(frame.to_ndarray(format="rgb24"), size)
-                if last is not None and i >= last:
-                    break
-    except (VideoFileError, FlowInputError):
-        raise  # already says what is wrong
-    except (av.FFmpegError, OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
-        raise CorruptVideo(f"{path}: {exc}") from exc
+    for i, frame in _decoded(path, max_pixels, max_decoded_pixels, check):
+        if wanted is None or i in wanted:
+            frames[i] = _resize(frame.to_ndarray(format="rgb24"), size)
+        if last is not None and i >= last:
+            break
     if wanted is None:
         if not frames:
             raise CorruptVideo(f"{path}: no frames")
@@ -96,6 +104,19 @@ def read_frames(
     if missing:
         raise CorruptVideo(f"{path}: has {len(frames)} of the frames asked for (missing {missing[:3]}...)")
     return np.stack([frames[int(i)] for i in indices])
+
+
+def iter_frames(
+    path: str | Path,
+    *,
+    max_pixels: int = MAX_DECODE_PIXELS,
+    max_decoded_pixels: int | None = None,
+    check: FrameCheck | None = None,
+) -> Iterator[np.ndarray]:
+    """Every frame in order as uint8 (H, W, 3) RGB, one decoded frame held at a time, checked as `read_frames`
+    checks them (a file with no frames yields none)."""
+    for _, frame in _decoded(path, max_pixels, max_decoded_pixels, check):
+        yield frame.to_ndarray(format="rgb24")
 
 
 def video_info(path: str | Path) -> tuple[int, float]:
