@@ -139,26 +139,23 @@ def test_a_window_across_the_seam_equals_the_same_window_on_a_rolled_panorama(ti
     rolled_features = roll_features(features, shift, 32)
     at_zero = next(r for r in windows.layout(16, 32, 1, 2, column_shift=shift) if r.columns.start == 0)
     assert torch.equal(crop(latents, straddling), crop(rolled_latents, at_zero))
-    for a, b in zip(
-        crop_features(features, straddling, 32), crop_features(rolled_features, at_zero, 32), strict=True
-    ):
+    for a, b in zip(crop_features(features, straddling, 32), crop_features(rolled_features, at_zero, 32), strict=True):
         assert torch.equal(a, b)
 
     embeds = tiny_pipe.encode_prompt(["", "x"])
-    common = {"t": torch.tensor(500), "scheduler": tiny_pipe.scheduler, "prompt_embeds": embeds}
+    common = {"t": torch.tensor(500), "scheduler": tiny_pipe.scheduler, "prompt_embeds": embeds, "features": features}
     common |= {"adapter_scale": 1.0, "guidance_scale": 7.5}
+
+    def predict(lat, region, column_shift):
+        return tiny_pipe.predict_noise(None, region, lat, feature_shift=column_shift, **common)
 
     def step(lat, column_shift):
         regions = windows.layout(16, 32, 1, 2, column_shift=column_shift)
-        predict = lambda region: tiny_pipe.predict_noise(  # noqa: E731
-            None, region, lat, features=features, feature_shift=column_shift, **common
-        )
-        return blend_regions(regions, predict, lat)
+        return blend_regions(regions, lambda region: predict(lat, region, column_shift), lat)
 
-    window_alone = tiny_pipe.predict_noise(None, straddling, latents, features=features, feature_shift=0, **common)
-    window_rolled = tiny_pipe.predict_noise(None, at_zero, rolled_latents, features=features, feature_shift=shift, **common)  # fmt: skip
-    torch.testing.assert_close(window_alone, window_rolled, rtol=0, atol=1e-6)
-    torch.testing.assert_close(torch.roll(step(latents, 0), shift, dims=-1), step(rolled_latents, shift), rtol=0, atol=1e-6)  # fmt: skip
+    exact = {"rtol": 0, "atol": 1e-6}
+    torch.testing.assert_close(predict(latents, straddling, 0), predict(rolled_latents, at_zero, shift), **exact)
+    torch.testing.assert_close(torch.roll(step(latents, 0), shift, dims=-1), step(rolled_latents, shift), **exact)
 
 
 def test_native_size_is_bit_identical_to_the_pipeline_before_spatial_windows(tiny_pipe, one_thread):
