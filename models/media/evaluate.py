@@ -115,7 +115,7 @@ class VideoScores:
                 near = [n % len(steps) if wrap else n for n in near if wrap or 0 < n < len(steps)]
                 near = [n for n in near if n not in excluded]
                 if near:
-                    across += steps[line]
+                    across += float(steps[line])
                     beside += float(np.mean(steps[near]))
         return across / beside if beside > 0 else None
 

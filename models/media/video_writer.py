@@ -1,11 +1,11 @@
 """The one function every result leaves through: frames -> H.264 MP4 (yuv420p, moov first) -> spherical
 metadata injected as the last step (any later re-mux would drop it), written atomically.
 
-The stream is High profile at the lowest H.264 level (ITU-T H.264 Annex A) that holds its frame size and rate,
-3.0 at least, with the level's bitrate cap as the encoder's VBV bound, so the level it declares is true: players
-and browsers decide from it whether their decoder can play the file. 2048 x 4096 is level 5.1 up to 30 fps, which
-phones and headsets that play 4K decode (4096 pixels is also the usual WebGL texture limit on phones); 1024 x 2048
-is 4.0 up to 30 fps; 512 x 1024 is 3.1."""
+The stream declares the lowest H.264 level (ITU-T H.264 Annex A) that holds its frame size and rate, 3.0 at
+least, and the encoder keeps to that level's bitrate cap (High profile, as x264 picks it unless lossless), so the
+level is true: players and browsers decide from it whether their decoder can play the file. 2048 x 4096 is level
+5.1 up to 30 fps, which phones and headsets that play 4K decode (4096 pixels is also the usual WebGL texture limit
+on phones); 1024 x 2048 is 4.0 up to 30 fps; 512 x 1024 is 3.1."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def write_video(
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             level, bitrate, buffer = h264_level(width, height, fps)
-            stream.options = {"crf": str(quality), "preset": "veryfast", "profile": "high", "level": level}
+            stream.options = {"crf": str(quality), "preset": "veryfast", "level": level}
             stream.options |= {"maxrate": f"{bitrate}k", "bufsize": f"{buffer}k"}
             for chunk in itertools.chain([first], chunks):
                 for frame in chunk:
