@@ -129,21 +129,20 @@ def evaluate(
     """Print a panoramic video's scores as JSON, decoded a frame at a time (pixels in [0, 1]).
 
     \b
-    What they mean and what to expect: docs/quality-figures.md. In short (ratios ~1: nothing shows):
-    end_continuity     mean |last column - first column| (lower is better): how visible the left/right seam is.
-                       PanoWan reports 0.027-0.034 for published models.
-    seam_ratio         end_continuity over the mean difference of neighbouring interior columns: ~1 means the
-                       seam looks like any other column boundary. The tiny model's noise-like videos score
-                       0.5-2.5 (median ~1.1) from chance alone; only a value well outside that, or a trained
-                       model's, says a seam shows.
-    frame_consistency  mean |frame t+1 - frame t|: 0 = a still, ~0.01-0.05 steady motion, large values flicker.
-    loop_closure       mean |first frame - last frame| over the median consecutive difference: ~1 means the
-                       video loops without a jump (for `--loop` videos; the tiny model's score ~1 either way).
+    Every ratio reads the same way: ~1 means the flaw it looks for does not show. Expected values, and what the
+    tiny model's noise-like videos score from chance alone: docs/quality-figures.md.
+    end_continuity     mean |last column - first column|: published models score 0.027-0.034 (PanoWan).
+    seam_ratio         end_continuity over the mean difference across interior column boundaries on the 8-pixel
+                       grid (where the seam lies for the VAE and H.264): ~1 = the seam looks like any other
+                       boundary. Tiny model: 0.9-1.1 from chance (1.2-1.5 after --interpolate-to).
+    frame_consistency  mean |frame t+1 - frame t|: 0 = a still, 0.01-0.05 steady motion, larger values flicker.
+    loop_closure       mean |first frame - last frame| over the median consecutive difference: ~1 = the video
+                       loops without a jump. Tiny model: 0.9-1.3 by chance, with or without --loop.
     window_seam_ratio  mean difference into frames at multiples of --window (where temporal context windows meet)
-                       over the mean elsewhere: ~1 means they do not show; null for videos of one window.
-    spatial_window_seam_ratio  the difference across the spatial window borders (at the --spatial-window layout's
-                       last step) over the difference across the lines beside them, on 8 x 8 blocks: ~1 means the
-                       windows do not show; null for videos within one window.
+                       over the mean elsewhere: ~1 = they do not show, above ~1.2 they do; null for one window.
+    spatial_window_seam_ratio  differences across the spatial window borders of the --spatial-window layout over
+                       those beside them (8 x 8 blocks): ~1 = windows do not show, above ~1.2 they do; null for
+                       videos within one window.
     A file that is not 2:1 is scored but warned about: its seam metrics assume a full 360° width.
     """
     from models.media.errors import FlowInputError, VideoFileError
