@@ -290,9 +290,11 @@ class Panorama360Pipeline:
         return [f[pad : pad + num_frames] for f in features] if pad else features
 
     def prepare_latents(
-        self, num_frames: int, height: int, width: int, generator: torch.Generator, loop: bool = False
+        self, num_frames: int, height: int, width: int, seed: int | torch.Generator, loop: bool = False
     ) -> torch.Tensor:
-        # `generator` is a CPU generator, so a seed gives the same start on every device.
+        # Noise is drawn on the CPU so a seed gives the same start on every device (a call passes its generator, from
+        # which refine stages draw next).
+        generator = seed if isinstance(seed, torch.Generator) else torch.Generator("cpu").manual_seed(seed)
         noise = self.context_windows.initial_noise(self._latent_shape(num_frames, height, width), generator, loop)
         return noise.to(self.device, self.dtype) * self.scheduler.init_noise_sigma
 
