@@ -67,14 +67,22 @@ def test_every_unet_call_stays_within_one_window(tiny_pipe, one_thread, height, 
     assert sum(h * w for _, h, w, _ in spy.calls) == expected
 
 
-def test_spatial_and_temporal_windows_combine(tiny_pipe, one_thread, monkeypatch):
-    """A long video above the native size: each call sees one spatial window of one temporal window."""
+@pytest.mark.parametrize(("refine", "loop"), [(False, False), (True, True)])
+def test_spatial_and_temporal_windows_combine(tiny_pipe, one_thread, monkeypatch, refine, loop):
+    """A long video (a loop too, refined) above the native size: each call sees one spatial window of one temporal
+    window."""
     monkeypatch.setattr(tiny_pipe, "context_windows", ContextWindows(length=4, stride=4, max_length=6, shift=1))
     with UNetSpy(tiny_pipe) as spy:
-        video = tiny_pipe("x", num_frames=9, height=128, width=256, num_inference_steps=1, seed=2, refine=False)
+        video = tiny_pipe(
+            "x", num_frames=9, height=128, width=256, num_inference_steps=2, seed=2, refine=refine, loop=loop
+        )
     assert video.frames.shape == (9, 128, 256, 3)
-    assert max(f for f, *_ in spy.calls) <= 5 and all(h <= 8 and w <= 16 for _, h, w, _ in spy.calls)
-    assert sum(f * h * w for f, h, w, _ in spy.calls) == 9 * 16 * 32  # each frame's latent pixels once
+    assert max(f for f, *_ in spy.calls) <= (4 if loop else 5) and all(h <= 8 and w <= 16 for _, h, w, _ in spy.calls)
+    # each frame's latent pixels once per step (loop windows of 4 wrap round 9 frames: 3 windows, 12 frames)
+    per_step = (12 if loop else 9) * 16 * 32
+    steps = 2 - refine_start(2, 0.5) if refine else 2
+    base = 2 * (12 if loop else 9) * 8 * 16 if refine else 0
+    assert sum(f * h * w for f, h, w, _ in spy.calls) == steps * per_step + base
 
 
 def test_circular_padding_wraps_only_windows_as_wide_as_the_panorama(tiny_pipe, one_thread):
