@@ -6,8 +6,8 @@ the model composes the picture as it was trained to; then, 2x at a time, it upsc
 again to `refine_strength` of the schedule and denoises the rest of the schedule in spatial windows. The windows
 then add detail to a composition they are given instead of composing each window on its own, which repeats
 content across windows (MultiDiffusion, DynamicScaler). The latents are upscaled, not decoded frames: decoding,
-resizing and encoding again costs a VAE round trip at the larger size (an encoder at 2048 x 4096 does not fit the
-memory budget untiled) and, measured, kept the composition worse (docs/performance-highres.md).
+resizing and encoding again costs a VAE round trip at the larger size (an untiled encoder's activations grow with
+the area) and, measured with random weights, kept the composition worse (docs/performance-highres.md).
 """
 
 from __future__ import annotations
