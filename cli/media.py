@@ -117,29 +117,46 @@ def inject(
 def evaluate(
     video: Annotated[Path, typer.Argument(help="A panoramic (equirectangular, 2:1) video.")],
     window: Annotated[int, typer.Option(min=1, help="The context window length it was generated with.")] = 16,
+    spatial_window: Annotated[
+        str,
+        typer.Option(
+            help="The spatial window HxW it was generated with (the model's native size; 64x128 for the tiny "
+            "model): where spatial_window_seam_ratio looks, for videos larger than it."
+        ),
+    ] = "512x1024",
+    spatial_overlap: Annotated[int, typer.Option(min=0, help="The windows' overlap in pixels.")] = 0,
 ) -> None:
-    """Print a panoramic video's scores as JSON (pixels in [0, 1]; lower is better for all three differences).
+    """Print a panoramic video's scores as JSON, decoded a frame at a time (pixels in [0, 1]).
 
     \b
-    end_continuity     mean |last column - first column|: how visible the left/right seam is. PanoWan reports
-                       0.027-0.034 for published models; under 0.03 looks seamless.
-    seam_ratio         end_continuity over the mean difference of neighbouring interior columns: about 1 means
-                       the seam looks like any other column boundary; above 1.5 a seam shows.
-    frame_consistency  mean |frame t+1 - frame t|: how much consecutive frames change (0 = a still; ~0.01-0.05
-                       is steady motion; large values are flicker).
-    loop_closure       mean |first frame - last frame| over the median consecutive difference: about 1 means the
-                       video loops without a jump (at most 1.2 for `--loop` videos); free for others.
-    window_seam_ratio  mean difference into frames at multiples of --window (where context windows of long
-                       videos meet) over the mean elsewhere: about 1 means the windows do not show; null for
-                       videos of at most one window.
+    Every ratio reads the same way: ~1 means the flaw it looks for does not show. Expected values, and what the
+    tiny model's noise-like videos score from chance alone: docs/quality-figures.md.
+    end_continuity     mean |last column - first column|: published models score 0.027-0.034 (PanoWan).
+    seam_ratio         end_continuity over the mean difference across interior column boundaries on the 8-pixel
+                       grid (where the seam lies for the VAE and H.264): ~1 = the seam looks like any other
+                       boundary. Tiny model: 0.9-1.1 from chance (1.2-1.5 after --interpolate-to).
+    frame_consistency  mean |frame t+1 - frame t|: 0 = a still, 0.01-0.05 steady motion, larger values flicker.
+    loop_closure       mean |first frame - last frame| over the median consecutive difference: ~1 = the video
+                       loops without a jump. Tiny model: 0.9-1.3 by chance, with or without --loop.
+    window_seam_ratio  mean difference into frames at multiples of --window (where temporal context windows meet)
+                       over the mean elsewhere: ~1 = they do not show, above ~1.2 they do; null for one window.
+    spatial_window_seam_ratio  differences across the spatial window borders of the --spatial-window layout over
+                       those beside them (8 x 8 blocks): ~1 = windows do not show, above ~1.2 they do; null for
+                       videos within one window.
     A file that is not 2:1 is scored but warned about: its seam metrics assume a full 360° width.
     """
     from models.media.errors import FlowInputError, VideoFileError
     from models.media.evaluate import evaluate_video
+    from models.spatial_windows import SpatialWindows
 
+    try:
+        height, width = (int(side) for side in spatial_window.lower().split("x"))
+        windows = SpatialWindows.from_pixels((height, width), spatial_overlap)
+    except ValueError as exc:
+        raise typer.BadParameter(f"give HxW in multiples of 64 pixels ({exc})", param_hint="--spatial-window") from exc
     if reason := _not_erp(video):
         typer.echo(f"warning: {reason}; seam scores assume a full 360° panorama", err=True)
     try:
-        typer.echo(json.dumps(evaluate_video(video, window)))
+        typer.echo(json.dumps(evaluate_video(video, window, windows)))
     except (VideoFileError, FlowInputError) as exc:
         raise typer.BadParameter(str(exc), param_hint="VIDEO") from exc

@@ -2,7 +2,11 @@
 and the page (`GET /models` publishes them). Torch-free: the API imports it.
 
 The built-in tiny model runs on a CPU, so its defaults are small and fast; a real SD-1.5 model defaults to the
-published 360DVD sampling (16 x 512 x 1024, DDIM 25 steps, guidance 7.5, 8 fps)."""
+published 360DVD sampling (16 x 512 x 1024, DDIM 25 steps, guidance 7.5, 8 fps).
+
+A model's native size is the size its UNet was trained at (512 x 1024 for 360DVD on SD-1.5; 64 x 128 for the tiny
+model, whose UNet has the smallest latent the 4 down blocks allow). Larger outputs are denoised in spatial windows
+of the native size (`models.spatial_windows`), so they cost memory like the native size and time like their area."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 MIN_HEIGHT = 64  # one latent row block of the UNet's 4 down blocks (8 x 8)
+NATIVE_HEIGHT = 512  # SD-1.5 models (360DVD was trained at 512 x 1024)
+TINY_NATIVE_HEIGHT = 64
 ABSOLUTE_MAX_FRAMES = 1024  # what a registry may allow at most: a sanity bound, not a default
 
 
@@ -33,11 +39,13 @@ class GenerationLimits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_frames: int = Field(128, ge=1, le=ABSOLUTE_MAX_FRAMES)
-    max_height: int = Field(512, ge=MIN_HEIGHT)
+    # 2048 x 4096: the widest video phones and headsets play (the usual WebGL texture limit), H.264 level 5.1
+    max_height: int = Field(2048, ge=MIN_HEIGHT)
     max_steps: int = Field(100, ge=1, le=1000)
 
 
 TINY_DEFAULTS = GenerationDefaults(num_frames=8, height=64, width=128, steps=4)
+# 256 x 512: 16 x the tiny model's native area, enough to exercise spatial windows and still seconds on a CPU
 TINY_LIMITS = GenerationLimits(max_frames=128, max_height=256, max_steps=100)
 
 # Fields every request must stay within whatever the model (absolute bounds, also in the API schema).

@@ -52,9 +52,10 @@ def load_pipeline(
     spec: ModelSpec, device: str | torch.device | None = None, dtype: torch.dtype | None = None
 ) -> Panorama360Pipeline:
     """The pipeline a registry entry names (the built-in tiny model, a saved folder, or published parts), allowed
-    the video lengths the entry's limits allow."""
+    the video lengths the entry's limits allow, with the entry's native size as its default spatial window."""
     pipe = _load_weights(spec, device, dtype)
     pipe.max_frames = spec.generation_limits.max_frames
+    pipe.native_size = spec.native_size
     return pipe
 
 

@@ -10,7 +10,8 @@ Example file:
         motion_module: /weights/mm_sd_v14.ckpt
         adapter: /weights/360Adapter_flow_v1.ckpt
         defaults: {num_frames: 16, steps: 25}          # optional: what a request gets for fields it leaves out
-        limits: {max_frames: 128, max_height: 512}     # optional: the largest request this model accepts
+        limits: {max_frames: 128, max_height: 2048}    # optional: the largest request this model accepts
+        native_height: 512                             # optional: the size its UNet was trained at (width 2x)
       my-saved-model:
         folder: /weights/my-saved-model                # a folder written by Panorama360Pipeline.save_pretrained
 
@@ -25,7 +26,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models.generation_params import TINY_DEFAULTS, TINY_LIMITS, GenerationDefaults, GenerationLimits
+from models.generation_params import (
+    MIN_HEIGHT,
+    NATIVE_HEIGHT,
+    TINY_DEFAULTS,
+    TINY_LIMITS,
+    TINY_NATIVE_HEIGHT,
+    GenerationDefaults,
+    GenerationLimits,
+)
 from models.yaml_files import read_yaml
 
 TINY_MODEL_NAME = "tiny"
@@ -65,6 +74,8 @@ class ModelSpec(BaseModel):
     # None: the tiny model's small CPU defaults for `builtin: tiny`, the published 360DVD sampling otherwise
     defaults: GenerationDefaults | None = None
     limits: GenerationLimits | None = None
+    # None: 64 for `builtin: tiny`, 512 otherwise (SD-1.5); above it, outputs are denoised in spatial windows
+    native_height: int | None = Field(None, ge=MIN_HEIGHT, multiple_of=MIN_HEIGHT)
 
     @property
     def generation_defaults(self) -> GenerationDefaults:
@@ -73,6 +84,12 @@ class ModelSpec(BaseModel):
     @property
     def generation_limits(self) -> GenerationLimits:
         return self.limits or (TINY_LIMITS if self.builtin == "tiny" else GenerationLimits())
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        """(height, width) in pixels the model generates at natively: its spatial windows' default size."""
+        height = self.native_height or (TINY_NATIVE_HEIGHT if self.builtin == "tiny" else NATIVE_HEIGHT)
+        return height, 2 * height
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:

@@ -44,6 +44,13 @@ class VaeTiling:
         check_tiling(self.tile, self.overlap)
 
 
+def automatic_tiling(latent_height: int, latent_width: int) -> VaeTiling | None:
+    """How a decode goes unless told: whole up to 512 x 1024 output (one row of default tiles), in default tiles
+    above, so the decoder's activations stay those of 512-pixel tiles at any output size (2048 x 4096 included)."""
+    tiling = VaeTiling()
+    return tiling if latent_height > tiling.tile or latent_width > 2 * tiling.tile else None
+
+
 def _tile_starts(size: int, tile: int, overlap: int, wrap: bool) -> list[int]:
     """Where the tiles along one axis start, evenly spaced and at most `tile - overlap` apart. Wrapping, they
     go all the way round (the last overlaps the first); otherwise the last ends at `size`."""

@@ -6,6 +6,7 @@ panoramic clip whose motion is copied (flow extracted, then encoded).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -16,7 +17,7 @@ from models.media.flow_encoding import encode_flow
 from models.media.flow_extract import FlowBackend, extract_flow
 from models.media.flow_kinds import FLOW_KINDS
 from models.media.raw_flow import raw_flow_count, read_raw_flow, resize_flow
-from models.media.video_reader import CorruptVideo, check_frames, open_video, read_frames
+from models.media.video_reader import CorruptVideo, check_frames, iter_frames, open_video, read_frames
 
 
 def sample_indices(available: int, num_frames: int, loop: bool = False) -> np.ndarray:
@@ -129,6 +130,17 @@ def check_every_frame(path: str | Path, panorama: bool = False) -> int:
     except CorruptVideo as exc:
         raise checks.refusal(exc) from exc
     return count
+
+
+def stream_rgb(path: str | Path) -> Iterator[np.ndarray]:
+    """Every frame of a video that passes the upload policy, as uint8 (H, W, 3), one decoded frame held at a time
+    (scoring a 2048 x 4096 video holds two frames, not the video), checked as `decode_rgb` checks them."""
+    check_video_policy(path)
+    checks = _DecodeChecks(path, panorama=False)
+    try:
+        yield from iter_frames(path, **checks.bounds())
+    except CorruptVideo as exc:
+        raise checks.refusal(exc) from exc
 
 
 def _to_condition(frames: np.ndarray) -> np.ndarray:

@@ -73,6 +73,13 @@ def _checked_frames(
         raise CorruptVideo(f"{path}: {exc}") from exc
 
 
+def _rgb(path: str | Path, frame: av.VideoFrame) -> np.ndarray:
+    try:
+        return frame.to_ndarray(format="rgb24")
+    except (av.FFmpegError, ValueError) as exc:
+        raise CorruptVideo(f"{path}: {exc}") from exc
+
+
 def read_frames(
     path: str | Path,
     indices: Sequence[int] | None = None,
@@ -92,16 +99,11 @@ def read_frames(
     wanted = None if indices is None else sorted(set(int(i) for i in indices))
     last = None if wanted is None else wanted[-1]
     frames: dict[int, np.ndarray] = {}
-    try:
-        for i, frame in _checked_frames(path, max_pixels, max_decoded_pixels, check):
-            if wanted is None or i in wanted:
-                frames[i] = _resize(frame.to_ndarray(format="rgb24"), size)
-            if last is not None and i >= last:
-                break
-    except (VideoFileError, FlowInputError):
-        raise
-    except (av.FFmpegError, ValueError) as exc:  # converting a frame
-        raise CorruptVideo(f"{path}: {exc}") from exc
+    for i, frame in _checked_frames(path, max_pixels, max_decoded_pixels, check):
+        if wanted is None or i in wanted:
+            frames[i] = _resize(_rgb(path, frame), size)
+        if last is not None and i >= last:
+            break
     if wanted is None:
         if not frames:
             raise CorruptVideo(f"{path}: no frames")
@@ -123,6 +125,19 @@ def check_frames(
     changes size mid-way: no container or codec header has to say so."""
     for _ in _checked_frames(path, max_pixels, max_decoded_pixels, check):
         pass
+
+
+def iter_frames(
+    path: str | Path,
+    *,
+    max_pixels: int = MAX_DECODE_PIXELS,
+    max_decoded_pixels: int | None = None,
+    check: FrameCheck | None = None,
+) -> Iterator[np.ndarray]:
+    """Every frame in order as uint8 (H, W, 3) RGB, one decoded frame held at a time, checked as `read_frames`
+    checks them (a file with no frames yields none)."""
+    for _, frame in _checked_frames(path, max_pixels, max_decoded_pixels, check):
+        yield _rgb(path, frame)
 
 
 def video_info(path: str | Path) -> tuple[int, float]:

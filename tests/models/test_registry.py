@@ -56,3 +56,26 @@ def test_unknown_name_lists_the_available_ones():
 def test_missing_file_is_a_registry_error(tmp_path):
     with pytest.raises(RegistryError, match="cannot read model registry"):
         load_registry(tmp_path / "nope.yaml")
+
+
+def test_native_size_and_size_limits_per_model(tmp_path):
+    """The native size is the default spatial window: 512 x 1024 for SD-1.5 models (up to 2048 x 4096 accepted,
+    in windows), 64 x 128 for the tiny model (up to 256 x 512); a registry may set its own."""
+    from models.loading import load_pipeline
+
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "models:\n"
+        "  sd:\n    folder: /w/sd\n"
+        "  big:\n    folder: /w/big\n    native_height: 768\n"
+        "  odd:\n    folder: /w/odd\n    native_height: 700\n"
+    )
+    with pytest.raises(RegistryError, match="native_height"):
+        load_registry(path)
+    path.write_text(path.read_text().replace("  odd:\n    folder: /w/odd\n    native_height: 700\n", ""))
+    registry = load_registry(path)
+    assert registry.get("sd").native_size == (512, 1024) and registry.get("sd").generation_limits.max_height == 2048
+    assert registry.get("big").native_size == (768, 1536)
+    tiny = registry.get("tiny")
+    assert tiny.native_size == (64, 128) and tiny.generation_limits.max_height == 256
+    assert load_pipeline(tiny).native_size == (64, 128)
