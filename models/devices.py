@@ -55,6 +55,12 @@ def release_freed_host_memory() -> None:
         trim(0)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device`, so a wall-clock time includes it (kernels run asynchronously)."""
+    if device.type != "cpu":
+        torch.accelerator.synchronize(device)
+
+
 def xformers_available() -> bool:
     return importlib.util.find_spec("xformers") is not None
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+SOLVERS = ("ddim", "dpmpp_2m", "unipc")  # the pipeline's `scheduler` choices (models.solvers), DDIM the default
 MIN_HEIGHT = 64  # one latent row block of the UNet's 4 down blocks (8 x 8)
 ABSOLUTE_MAX_FRAMES = 1024  # what a registry may allow at most: a sanity bound, not a default
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -33,19 +34,20 @@ from models.devices import (
     default_dtype,
     release_freed_host_memory,
     select_device,
+    synchronize,
 )
 from models.enhancements import (
     Enhancements,
+    LatentRotation,
     adapter_active,
     circular_padding_active,
-    roll_features,
-    roll_width,
     rotation_shift,
 )
 from models.errors import GenerationCanceled
-from models.generation_params import GenerationLimits
+from models.generation_params import SOLVERS, GenerationLimits
 from models.groupnorm_v1 import use_animatediff_v1_norms, uses_animatediff_v1_norms
 from models.injection import AdapterInjector
+from models.solvers import make_scheduler, predicted_clean
 from models.subpixel_upsample import use_subpixel_upsampling
 from models.vae_tiling import VaeTiling, decode_tiled
 
@@ -55,6 +57,9 @@ ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 # (step, total, x0): the step's predicted clean latents, facing where the output faces (live previews)
 PreviewCallback = Callable[[int, int, torch.Tensor], None]
+# diffusers' convention: (pipe, step index, timestep, {name: tensor}) -> the tensors to replace
+StepEndCallback = Callable[["Panorama360Pipeline", int, torch.Tensor, dict], dict]
+STEP_END_TENSORS = ("latents", "prompt_embeds")  # what `callback_on_step_end_tensor_inputs` may name
 
 FOLDER_FORMAT = "dvd360-pipeline"
 
@@ -67,6 +72,7 @@ class PanoramaVideo:
     latents: torch.Tensor  # (1, C, F, h, w), already facing where they are shown
     seed: int
     decode: Callable[[torch.Tensor], Iterator[np.ndarray]]  # latents -> (n, H, W, 3) float32 chunks in [0, 1]
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each denoising step, callbacks included
     _middle: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -196,7 +202,9 @@ class Panorama360Pipeline:
         return folder
 
     # ---------------------------------------------------------------- sampling
-    def check_inputs(self, num_frames: int, height: int, width: int, steps: int, guidance_scale: float) -> None:
+    def check_inputs(
+        self, num_frames: int, height: int, width: int, steps: int, guidance_scale: float, scheduler: str = "ddim"
+    ) -> None:
         if not 1 <= num_frames <= self.max_frames:
             raise ValueError(f"num_frames must be between 1 and {self.max_frames} (this pipeline's max_frames)")
         if height % 64 or width % 64 or height <= 0:
@@ -207,6 +215,8 @@ class Panorama360Pipeline:
             raise ValueError("num_inference_steps must be at least 1")
         if guidance_scale < 0:
             raise ValueError("guidance_scale must be >= 0")
+        if scheduler not in SOLVERS:
+            raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SOLVERS)}")
 
     def check_flow(self, flow: torch.Tensor | np.ndarray, num_frames: int, height: int, width: int) -> torch.Tensor:
         flow = torch.as_tensor(flow)
@@ -241,10 +251,11 @@ class Panorama360Pipeline:
         features = self.adapter(flow.to(self.device, self.dtype).unsqueeze(0))
         return [f[pad : pad + num_frames] for f in features] if pad else features
 
-    def prepare_latents(self, num_frames: int, height: int, width: int, seed: int, loop: bool = False) -> torch.Tensor:
-        # Noise is drawn on the CPU so a seed gives the same start on every device.
+    def prepare_latents(
+        self, num_frames: int, height: int, width: int, generator: torch.Generator, loop: bool = False
+    ) -> torch.Tensor:
         shape = (1, self.unet.config.in_channels, num_frames, height // 8, width // 8)
-        noise = self.context_windows.initial_noise(shape, torch.Generator("cpu").manual_seed(seed), loop)
+        noise = self.context_windows.initial_noise(shape, generator, loop)
         return noise.to(self.device, self.dtype) * self.scheduler.init_noise_sigma
 
     def predict_noise(
@@ -312,14 +323,53 @@ class Panorama360Pipeline:
         should_cancel: CancelCheck | None = None,
         preview: PreviewCallback | None = None,
         loop: bool = False,
+        scheduler: str = "ddim",
+        generator: torch.Generator | None = None,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
     ) -> PanoramaVideo:
-        """`loop`: the last frame flows into the first (a seamless loop). Videos longer than the motion module's
-        reach, and loops, are denoised in context windows (`context_windows`)."""
+        """Generate one video.
+
+        `loop`: the last frame flows into the first (a seamless loop). Videos longer than the motion module's
+        reach, and loops, are denoised in context windows (`context_windows`).
+
+        `scheduler`: the solver, one of `models.generation_params.SOLVERS`: "ddim" (the published sampling, the
+        default), "dpmpp_2m" (DPM-Solver++ 2M) or "unipc" (UniPC, order 2): the multistep solvers reach DDIM's
+        solution in fewer steps (docs/performance-solvers.md). Their history turns with the latent rotation.
+
+        `seed` or `generator` (diffusers' convention; give one): the starting noise is drawn from `generator`, or
+        from a CPU generator seeded with `seed` (a random one when both are None), so a seed gives the same start
+        on every device. With `generator`, the video's `seed` is `generator.initial_seed()`: it reproduces the
+        video when the generator was freshly seeded.
+
+        Callbacks, each optional:
+        - `progress(step, total)` after every step (`step` counts from 1);
+        - `should_cancel()` before every step and once after the last: True raises `GenerationCanceled`;
+        - `preview(step, total, x0)` after every step, with the step's prediction of the clean latents;
+        - `callback_on_step_end(pipe, i, t, callback_kwargs)` after every step, as in diffusers pipelines: `i`
+          counts from 0, `t` is the step's timestep, `callback_kwargs` maps each name in
+          `callback_on_step_end_tensor_inputs` (from "latents", "prompt_embeds") to its tensor; the dict it
+          returns may hold replacements for them. "latents" are (1, C, F, h, w) as the next step takes them but
+          facing where the output faces (the latent rotation is undone for the callback and redone on what
+          it returns); "prompt_embeds" are [negative, prompt] embeddings under guidance, else [prompt].
+        Latents given to `preview` and the callbacks face where the output faces.
+
+        The returned video's `step_seconds` holds the wall time of each step (callbacks included).
+        """
         # 1. Check inputs
-        self.check_inputs(num_frames, height, width, num_inference_steps, guidance_scale)
+        self.check_inputs(num_frames, height, width, num_inference_steps, guidance_scale, scheduler)
         if flow is not None:
             flow = self.check_flow(flow, num_frames, height, width)
-        seed = secrets.randbelow(2**31) if seed is None else int(seed)
+        unknown = set(callback_on_step_end_tensor_inputs) - set(STEP_END_TENSORS)
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs: {sorted(unknown)} not in {STEP_END_TENSORS}")
+        if generator is not None and seed is not None:
+            raise ValueError("give `seed` or `generator`, not both")
+        if generator is None:
+            seed = secrets.randbelow(2**31) if seed is None else int(seed)
+            generator = torch.Generator("cpu").manual_seed(seed)
+        else:
+            seed = generator.initial_seed()
         do_cfg = guidance_scale > 1.0
 
         # 2. Encode the prompt (negative first: the classifier-free-guidance batch is [uncond, cond])
@@ -328,26 +378,25 @@ class Panorama360Pipeline:
         # 3. Encode the motion condition once; later steps only roll or drop the features
         features = self.encode_flow(flow, num_frames, height, width, loop)
 
-        # 4. Timesteps (a fresh scheduler per call: set_timesteps mutates it) and latents
-        scheduler = self.scheduler.from_config(self.scheduler.config)
-        scheduler.set_timesteps(num_inference_steps, device=self.device)
-        latents = self.prepare_latents(num_frames, height, width, seed, loop)
+        # 4. Timesteps (a fresh scheduler per call: set_timesteps and step mutate it) and latents
+        solver = make_scheduler(scheduler, self.scheduler)
+        solver.set_timesteps(num_inference_steps, device=self.device)
+        latents = self.prepare_latents(num_frames, height, width, generator, loop)
         latent_width = latents.shape[-1]
-        shift = rotation_shift(latent_width) if enhancements.latent_rotation else 0
-        total_shift = 0
+        rotation = LatentRotation(latent_width, rotation_shift(latent_width) if enhancements.latent_rotation else 0)
 
         # 5. Denoising loop, over context windows when the video is longer than the motion module's reach or loops
-        total = len(scheduler.timesteps)
+        total = len(solver.timesteps)
         windows = self.context_windows
+        step_seconds: list[float] = []
         try:
-            for i, t in enumerate(scheduler.timesteps):
+            for i, t in enumerate(solver.timesteps):
+                started = time.perf_counter()
                 if should_cancel is not None and should_cancel():
                     raise GenerationCanceled(i, total)
                 step_features = None
                 if adapter_active(i, total):
-                    step_features = (
-                        roll_features(features, total_shift, latent_width) if enhancements.rotate_features else features
-                    )
+                    step_features = rotation.features(features) if enhancements.rotate_features else features
                 set_width_circular_padding(
                     self.unet, enhancements.circular_padding and circular_padding_active(i, total)
                 )
@@ -356,7 +405,7 @@ class Panorama360Pipeline:
                     self.predict_noise,
                     latents=latents,
                     t=t,
-                    scheduler=scheduler,
+                    scheduler=solver,
                     prompt_embeds=prompt_embeds,
                     features=step_features,
                     adapter_scale=adapter_scale,
@@ -364,15 +413,22 @@ class Panorama360Pipeline:
                 )
                 layout = windows.layout(num_frames, windows.offset(i, total, num_frames, loop), loop)
                 noise_pred = blend(layout, predict, latents, windows.weights)
-                out = scheduler.step(noise_pred, t, latents)
-                latents = out.prev_sample
-                if preview is not None and getattr(out, "pred_original_sample", None) is not None:
-                    preview(i + 1, total, roll_width(out.pred_original_sample, -(total_shift % latent_width)))
+                out = solver.step(noise_pred, t, latents)
+                if preview is not None:
+                    preview(i + 1, total, rotation.undo(predicted_clean(solver, out, noise_pred, t, latents)))
+                latents = rotation.turn(out.prev_sample, solver)
 
-                latents = roll_width(latents, shift)
-                total_shift += shift
+                if callback_on_step_end is not None:
+                    given = {"latents": rotation.undo(latents), "prompt_embeds": prompt_embeds}
+                    kwargs = {name: given[name] for name in callback_on_step_end_tensor_inputs}
+                    returned = callback_on_step_end(self, i, t, kwargs) or {}
+                    if "latents" in returned:
+                        latents = rotation.redo(returned["latents"])
+                    prompt_embeds = returned.get("prompt_embeds", prompt_embeds)
                 if progress is not None:
                     progress(i + 1, total)
+                synchronize(self.device)
+                step_seconds.append(time.perf_counter() - started)
         finally:
             self.injector.clear()
             set_width_circular_padding(self.unet, False)
@@ -383,8 +439,13 @@ class Panorama360Pipeline:
 
         # 6. Undo the net rotation so the panorama faces where the flow condition faces (the release does not)
         if enhancements.undo_net_rotation:
-            latents = roll_width(latents, -(total_shift % latent_width))
+            latents = rotation.undo(latents)
 
         # 7. Decode lazily: the caller streams chunks to the encoder (`PanoramaVideo.chunks`)
         circular = enhancements.circular_padding
-        return PanoramaVideo(latents=latents, seed=seed, decode=lambda z: self.decode_chunks(z, circular))
+        return PanoramaVideo(
+            latents=latents,
+            seed=seed,
+            decode=lambda z: self.decode_chunks(z, circular),
+            step_seconds=step_seconds,
+        )
