@@ -30,6 +30,7 @@ from models.context_windows import ContextWindows, blend
 from models.cross_attention import use_per_video_context
 from models.devices import (
     configure_attention,
+    configure_compile_cache,
     default_decode_chunk_size,
     default_dtype,
     release_freed_host_memory,
@@ -181,10 +182,13 @@ class Panorama360Pipeline:
         hooks[0].hook.prev_module_hook = hooks[-1]
         self.device = target  # where inputs are made; the hooks bring each model to them
 
-    def enable_compile(self, backend: str = "inductor") -> None:
+    def enable_compile(self, backend: str = "inductor", cache_dir: str | Path | None = None) -> None:
         """torch.compile the UNet and the VAE decoder (for long-lived workers: the first job compiles a graph
         per schedule phase, later jobs of the same shape reuse them; switching the adapter and circular padding
-        changes no guard, see `models.injection` and `models.circular_padding`)."""
+        changes no guard, see `models.injection` and `models.circular_padding`). `cache_dir`: keep the compile
+        caches there (`models.devices.configure_compile_cache`), so a restarted process compiles nothing new."""
+        if cache_dir is not None:
+            configure_compile_cache(cache_dir)
         set_width_circular_padding(self.unet, False)  # the convs take their switchable class before tracing
         set_width_circular_padding(self.vae, False)
         self.unet.compile(backend=backend)
