@@ -89,9 +89,9 @@ class ContextWindows:
         return torch.tensor(FreeNoiseTransformerBlock._get_frame_weights(None, size, self.weighting))
 
     def initial_noise(self, shape: tuple[int, ...], generator: torch.Generator, loop: bool) -> torch.Tensor:
-        """(B, C, F, h, w) float32 noise, drawn on the generator's device. With windows: FreeNoise's "shuffle_context" (every later
-        stride repeats a shuffle of the frames one window back, so windows start from related noise), drawn by
-        diffusers' own implementation; without: plain Gaussian noise, as before windows existed."""
+        """(B, C, F, h, w) float32 noise on the generator's device. With windows: FreeNoise's "shuffle_context"
+        (every later stride repeats a shuffle of the frames one window back, so windows start from related noise),
+        drawn by diffusers' own implementation; without: plain Gaussian noise, as before windows existed."""
         batch, channels, frames, height, width = shape
         if not self.needed(frames, loop):
             return torch.randn(shape, generator=generator, dtype=torch.float32, device=generator.device)

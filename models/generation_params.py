@@ -2,15 +2,22 @@
 and the page (`GET /models` publishes them). Torch-free: the API imports it.
 
 The built-in tiny model runs on a CPU, so its defaults are small and fast; a real SD-1.5 model defaults to the
-published 360DVD sampling (16 x 512 x 1024, DDIM 25 steps, guidance 7.5, 8 fps)."""
+published 360DVD sampling (16 x 512 x 1024, DDIM 25 steps, guidance 7.5, 8 fps). A request may name a `quality`
+instead of a solver and steps: each model has presets for it (`QualityPresets`), and `resolve_sampling` applies
+them."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SOLVERS = ("ddim", "dpmpp_2m", "unipc")  # the pipeline's `scheduler` choices (models.solvers), DDIM the default
+Solver = Literal["ddim", "dpmpp_2m", "unipc"]  # the pipeline's `scheduler` choices (models.solvers)
+SOLVERS: tuple[str, ...] = get_args(Solver)
+DEFAULT_SOLVER = "ddim"  # the published sampling
+Quality = Literal["draft", "standard", "high"]
+QUALITIES: tuple[str, ...] = get_args(Quality)
 MIN_HEIGHT = 64  # one latent row block of the UNet's 4 down blocks (8 x 8)
 ABSOLUTE_MAX_FRAMES = 1024  # what a registry may allow at most: a sanity bound, not a default
 
@@ -38,8 +45,31 @@ class GenerationLimits(BaseModel):
     max_steps: int = Field(100, ge=1, le=1000)
 
 
+class SamplingPreset(BaseModel):
+    """What one quality level samples with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheduler: Solver
+    steps: int = Field(ge=1)
+
+
+QualityPresets = Mapping[Quality, SamplingPreset]
+
 TINY_DEFAULTS = GenerationDefaults(num_frames=8, height=64, width=128, steps=4)
 TINY_LIMITS = GenerationLimits(max_frames=128, max_height=256, max_steps=100)
+
+# Chosen from docs/performance-solvers.md (relative error to the 100-step DDIM solution, latent rotation on).
+SD15_PRESETS: QualityPresets = {
+    "draft": SamplingPreset(scheduler="unipc", steps=6),
+    "standard": SamplingPreset(scheduler="dpmpp_2m", steps=10),
+    "high": SamplingPreset(scheduler="dpmpp_2m", steps=25),
+}
+TINY_PRESETS: QualityPresets = {
+    "draft": SamplingPreset(scheduler="unipc", steps=3),
+    "standard": SamplingPreset(scheduler="dpmpp_2m", steps=5),
+    "high": SamplingPreset(scheduler="dpmpp_2m", steps=10),
+}
 
 # Fields every request must stay within whatever the model (absolute bounds, also in the API schema).
 GUIDANCE_MAX = 30.0
@@ -77,3 +107,23 @@ def panorama_size_error(height: int, width: int) -> str | None:
     if height % 64 or width != 2 * height:
         return f"width must be 2 x height and height a multiple of 64 (e.g. 512 x 1024), got {height} x {width}"
     return None
+
+
+def resolve_sampling(
+    quality: str | None,
+    scheduler: str | None,
+    steps: int | None,
+    presets: QualityPresets,
+    defaults: GenerationDefaults,
+) -> tuple[str, int]:
+    """(solver, steps) for a request: each field the request gives wins; a field it leaves out comes from its
+    `quality`'s preset when it names one, else from the model's defaults (DDIM, the model's default steps), so a
+    request that names neither is sampled as before presets existed."""
+    if quality is not None and quality not in presets:
+        raise ValueError(f"unknown quality {quality!r}; choose one of {', '.join(QUALITIES)}")
+    preset = presets[quality] if quality is not None else None
+    if scheduler is None:
+        scheduler = preset.scheduler if preset is not None else DEFAULT_SOLVER
+    if steps is None:
+        steps = preset.steps if preset is not None else defaults.steps
+    return scheduler, steps

@@ -11,6 +11,7 @@ Example file:
         adapter: /weights/360Adapter_flow_v1.ckpt
         defaults: {num_frames: 16, steps: 25}          # optional: what a request gets for fields it leaves out
         limits: {max_frames: 128, max_height: 512}     # optional: the largest request this model accepts
+        presets: {draft: {scheduler: unipc, steps: 8}} # optional: (solver, steps) per quality, over the defaults
       my-saved-model:
         folder: /weights/my-saved-model                # a folder written by Panorama360Pipeline.save_pretrained
 
@@ -25,7 +26,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models.generation_params import TINY_DEFAULTS, TINY_LIMITS, GenerationDefaults, GenerationLimits
+from models.generation_params import (
+    SD15_PRESETS,
+    TINY_DEFAULTS,
+    TINY_LIMITS,
+    TINY_PRESETS,
+    GenerationDefaults,
+    GenerationLimits,
+    Quality,
+    QualityPresets,
+    SamplingPreset,
+    resolve_sampling,
+)
 from models.yaml_files import read_yaml
 
 TINY_MODEL_NAME = "tiny"
@@ -65,6 +77,8 @@ class ModelSpec(BaseModel):
     # None: the tiny model's small CPU defaults for `builtin: tiny`, the published 360DVD sampling otherwise
     defaults: GenerationDefaults | None = None
     limits: GenerationLimits | None = None
+    # quality levels whose (solver, steps) differ from the defaults (the tiny model's or SD-1.5's presets)
+    presets: dict[Quality, SamplingPreset] = Field(default_factory=dict)
 
     @property
     def generation_defaults(self) -> GenerationDefaults:
@@ -73,6 +87,15 @@ class ModelSpec(BaseModel):
     @property
     def generation_limits(self) -> GenerationLimits:
         return self.limits or (TINY_LIMITS if self.builtin == "tiny" else GenerationLimits())
+
+    @property
+    def quality_presets(self) -> QualityPresets:
+        return {**(TINY_PRESETS if self.builtin == "tiny" else SD15_PRESETS), **self.presets}
+
+    def sampling(self, quality: str | None, scheduler: str | None, steps: int | None) -> tuple[str, int]:
+        """(solver, steps) for a request to this model: the fields it gives, else its quality's preset, else the
+        defaults (`models.generation_params.resolve_sampling`)."""
+        return resolve_sampling(quality, scheduler, steps, self.quality_presets, self.generation_defaults)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -89,6 +112,8 @@ class ModelSpec(BaseModel):
         d, lim = self.generation_defaults, self.generation_limits
         if d.num_frames > lim.max_frames or d.height > lim.max_height or d.steps > lim.max_steps:
             raise ValueError(f"model {self.name!r}: its `defaults` exceed its `limits`")
+        if any(p.steps > lim.max_steps for p in self.quality_presets.values()):
+            raise ValueError(f"model {self.name!r}: a quality preset's steps exceed its `limits`")
         return self
 
     def weight_paths(self) -> list[Path]:
