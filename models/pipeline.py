@@ -45,7 +45,7 @@ from models.enhancements import (
     rotation_shift,
 )
 from models.errors import GenerationCanceled
-from models.generation_params import SOLVERS, GenerationLimits
+from models.generation_params import GenerationLimits
 from models.groupnorm_v1 import use_animatediff_v1_norms, uses_animatediff_v1_norms
 from models.injection import AdapterInjector
 from models.solvers import make_scheduler, predicted_clean
@@ -206,9 +206,7 @@ class Panorama360Pipeline:
         return folder
 
     # ---------------------------------------------------------------- sampling
-    def check_inputs(
-        self, num_frames: int, height: int, width: int, steps: int, guidance_scale: float, scheduler: str = "ddim"
-    ) -> None:
+    def check_inputs(self, num_frames: int, height: int, width: int, steps: int, guidance_scale: float) -> None:
         if not 1 <= num_frames <= self.max_frames:
             raise ValueError(f"num_frames must be between 1 and {self.max_frames} (this pipeline's max_frames)")
         if height % 64 or width % 64 or height <= 0:
@@ -219,8 +217,6 @@ class Panorama360Pipeline:
             raise ValueError("num_inference_steps must be at least 1")
         if guidance_scale < 0:
             raise ValueError("guidance_scale must be >= 0")
-        if scheduler not in SOLVERS:
-            raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SOLVERS)}")
 
     def check_flow(self, flow: torch.Tensor | np.ndarray, num_frames: int, height: int, width: int) -> torch.Tensor:
         flow = torch.as_tensor(flow)
@@ -353,15 +349,17 @@ class Panorama360Pipeline:
         - `callback_on_step_end(pipe, i, t, callback_kwargs)` after every step, as in diffusers pipelines: `i`
           counts from 0, `t` is the step's timestep, `callback_kwargs` maps each name in
           `callback_on_step_end_tensor_inputs` (from "latents", "prompt_embeds") to its tensor; the dict it
-          returns may hold replacements for them. "latents" are (1, C, F, h, w) as the next step takes them but
-          facing where the output faces (the latent rotation is undone for the callback and redone on what
-          it returns); "prompt_embeds" are [negative, prompt] embeddings under guidance, else [prompt].
-        Latents given to `preview` and the callbacks face where the output faces.
+          returns may hold replacements for them. "latents" are (1, C, F, h, w) as the next step takes them,
+          with the net latent rotation undone for the callback (and redone on what it returns);
+          "prompt_embeds" are [negative, prompt] embeddings under guidance, else [prompt].
+        Latents given to `preview` and `callback_on_step_end` face where the flow condition faces, as the output
+        does (unless `enhancements.rotate_features` is off: the released loop keeps its net rotation).
 
         The returned video's `step_seconds` holds the wall time of each step (callbacks included).
         """
         # 1. Check inputs
-        self.check_inputs(num_frames, height, width, num_inference_steps, guidance_scale, scheduler)
+        self.check_inputs(num_frames, height, width, num_inference_steps, guidance_scale)
+        solver = make_scheduler(scheduler, self.scheduler)  # fresh per call (set_timesteps and step mutate it)
         if flow is not None:
             flow = self.check_flow(flow, num_frames, height, width)
         unknown = set(callback_on_step_end_tensor_inputs) - set(STEP_END_TENSORS)
@@ -382,8 +380,7 @@ class Panorama360Pipeline:
         # 3. Encode the motion condition once; later steps only roll or drop the features
         features = self.encode_flow(flow, num_frames, height, width, loop)
 
-        # 4. Timesteps (a fresh scheduler per call: set_timesteps and step mutate it) and latents
-        solver = make_scheduler(scheduler, self.scheduler)
+        # 4. Timesteps and latents
         solver.set_timesteps(num_inference_steps, device=self.device)
         latents = self.prepare_latents(num_frames, height, width, generator, loop)
         latent_width = latents.shape[-1]
