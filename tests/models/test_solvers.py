@@ -9,7 +9,7 @@ from models import enhancements as enhancements_module
 from models.context_windows import ContextWindows
 from models.enhancements import Enhancements
 from models.generation_params import SOLVERS
-from models.scheduler import ANIMATEDIFF_SCHEDULE
+from models.scheduler import ANIMATEDIFF_SCHEDULE, animatediff_ddim_scheduler
 from models.solvers import SOLVER_CLASSES, make_scheduler, transform_solver_state
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
@@ -153,7 +153,7 @@ def test_the_rotation_turns_the_solver_history_with_the_latents(tiny_pipe, monke
 )
 def test_solver_state_with_the_latents_layout_is_found(solver, state):
     """Exactly the per-pixel history turns (stored model outputs, UniPC's previous sample); 1-D schedules stay."""
-    scheduler = make_scheduler(solver, make_scheduler("ddim", SOLVER_CLASSES["ddim"][0](**ANIMATEDIFF_SCHEDULE)))
+    scheduler = make_scheduler(solver, animatediff_ddim_scheduler())
     scheduler.set_timesteps(5)
     latents = torch.randn(1, 4, 2, 8, 16, generator=torch.Generator().manual_seed(0))
     for t in scheduler.timesteps[:3]:
@@ -171,8 +171,9 @@ def test_solver_state_with_the_latents_layout_is_found(solver, state):
 
 
 def test_solvers_sample_the_animatediff_schedule():
-    base = SOLVER_CLASSES["ddim"][0](**ANIMATEDIFF_SCHEDULE)
-    assert type(make_scheduler("ddim", base)).from_config(base.config).config == base.config
+    base = animatediff_ddim_scheduler()
+    ddim = make_scheduler("ddim", base)  # what the pipeline made before solvers: base.from_config(base.config)
+    assert type(ddim) is type(base) and ddim.config == base.from_config(base.config).config and ddim is not base
     for solver in SOLVERS:
         scheduler = make_scheduler(solver, base)
         for key in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "steps_offset"):
