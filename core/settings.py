@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         description="torch.compile backend for the UNet and VAE decoder, for long-lived GPU workers (the first job "
         "of each shape compiles; combines with cpu_offload); eager: dynamo only, to check graphs.",
     )
+    compile_cache_dir: Path | None = Field(
+        None,
+        description="Folder for torch.compile's caches (inductor, FX graph, AOTAutograd), on a volume so a restarted "
+        "worker loads its compiled graphs instead of compiling them again (unset: torch's default in /tmp).",
+    )
     rate_limit: str = Field(
         "120/minute", description="Submissions (POST/DELETE) per API key (a `limits` string, e.g. 10/second)."
     )

@@ -24,7 +24,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin dvd360 \
-    && mkdir /data /models && chown dvd360 /data /models
+    && mkdir /data /models /compile-cache && chown dvd360 /data /models /compile-cache
 
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
     && pip install "xformers==${XFORMERS_VERSION}"

@@ -89,12 +89,12 @@ class ContextWindows:
         return torch.tensor(FreeNoiseTransformerBlock._get_frame_weights(None, size, self.weighting))
 
     def initial_noise(self, shape: tuple[int, ...], generator: torch.Generator, loop: bool) -> torch.Tensor:
-        """(B, C, F, h, w) float32 noise on the CPU. With windows: FreeNoise's "shuffle_context" (every later
-        stride repeats a shuffle of the frames one window back, so windows start from related noise), drawn by
-        diffusers' own implementation; without: plain Gaussian noise, as before windows existed."""
+        """(B, C, F, h, w) float32 noise on the generator's device. With windows: FreeNoise's "shuffle_context"
+        (every later stride repeats a shuffle of the frames one window back, so windows start from related noise),
+        drawn by diffusers' own implementation; without: plain Gaussian noise, as before windows existed."""
         batch, channels, frames, height, width = shape
         if not self.needed(frames, loop):
-            return torch.randn(shape, generator=generator, dtype=torch.float32)
+            return torch.randn(shape, generator=generator, dtype=torch.float32, device=generator.device)
         settings = SimpleNamespace(
             _free_noise_context_length=self.length,
             _free_noise_context_stride=self.stride,
@@ -102,7 +102,7 @@ class ContextWindows:
             vae_scale_factor=1,
         )
         return AnimateDiffFreeNoiseMixin._prepare_latents_free_noise(
-            settings, batch, channels, frames, height, width, torch.float32, torch.device("cpu"), generator
+            settings, batch, channels, frames, height, width, torch.float32, generator.device, generator
         )
 
 

@@ -6,6 +6,8 @@ import ctypes
 import functools
 import importlib.util
 import logging
+import os
+from pathlib import Path
 
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
@@ -53,6 +55,31 @@ def release_freed_host_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device`, so a wall-clock time includes it (kernels run asynchronously)."""
+    if device.type != "cpu":
+        torch.accelerator.synchronize(device)
+
+
+def configure_compile_cache(folder: str | Path) -> Path:
+    """Keep torch.compile's on-disk caches in `folder`: inductor's cache folder (generated kernels, Triton's
+    cache, autotuning results), its FX graph cache and AOTAutograd's cache, which key compiled graphs by their
+    code, inputs and configuration. On a volume, a restarted worker's first job of a known shape loads its graphs
+    instead of compiling them (dynamo still traces, in seconds). Both the environment (which inductor reads on
+    every use, and its compile subprocesses inherit) and the already imported configs are set."""
+    import torch._functorch.config
+    import torch._inductor.config
+
+    folder = Path(folder).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] = "1"
+    os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] = "1"
+    torch._inductor.config.fx_graph_cache = True
+    torch._functorch.config.enable_autograd_cache = True
+    return folder
 
 
 def xformers_available() -> bool:

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from diffusers.schedulers import SchedulerMixin
+
+from models.solvers import transform_solver_state
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,31 @@ def roll_features(features: list[torch.Tensor], latent_shift: int, latent_width:
     accumulating at the coarse levels, where a latent shift is not always a whole number of feature pixels.
     """
     return [roll_width(f, round(latent_shift * f.shape[-1] / latent_width)) for f in features]
+
+
+@dataclass
+class LatentRotation:
+    """The latent rotation as one operation: after every step everything with the latents' spatial layout turns
+    by `shift` latent columns together, the latents and the solver's history (its stored model outputs and
+    previous sample); what is kept unturned (the adapter features, encoded once) is read turned by the total."""
+
+    width: int  # latent width
+    shift: int  # per step; 0: no rotation
+    total: int = 0  # columns turned so far
+
+    def turn(self, latents: torch.Tensor, scheduler: SchedulerMixin) -> torch.Tensor:
+        transform_solver_state(scheduler, lambda x: roll_width(x, self.shift), latents)
+        self.total += self.shift
+        return roll_width(latents, self.shift)
+
+    def features(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The adapter features facing where the latents face now."""
+        return roll_features(features, self.total, self.width)
+
+    def undo(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` (laid out like the latents now) facing where the output faces: the net rotation undone."""
+        return roll_width(x, -(self.total % self.width))
+
+    def redo(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of `undo`: `x`, facing where the output faces, turned to face where the latents face now."""
+        return roll_width(x, self.total % self.width)

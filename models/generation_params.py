@@ -2,7 +2,9 @@
 and the page (`GET /models` publishes them). Torch-free: the API imports it.
 
 The built-in tiny model runs on a CPU, so its defaults are small and fast; a real SD-1.5 model defaults to the
-published 360DVD sampling (16 x 512 x 1024, DDIM 25 steps, guidance 7.5, 8 fps).
+published 360DVD sampling (16 x 512 x 1024, DDIM 25 steps, guidance 7.5, 8 fps). A request may name a `quality`
+instead of a solver and steps: each model has presets for it (`QualityPresets`), and `resolve_sampling` applies
+them.
 
 A model's native size is the size its UNet was trained at (512 x 1024 for 360DVD on SD-1.5; 64 x 128 for the tiny
 model, whose UNet has the smallest latent the 4 down blocks allow). Larger outputs are denoised in spatial windows
@@ -10,10 +12,16 @@ of the native size (`models.spatial_windows`), so they cost memory like the nati
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Solver = Literal["ddim", "dpmpp_2m", "unipc"]  # the pipeline's `scheduler` choices (models.solvers)
+SOLVERS: tuple[str, ...] = get_args(Solver)
+DEFAULT_SOLVER = "ddim"  # the published sampling
+Quality = Literal["draft", "standard", "high"]
+QUALITIES: tuple[str, ...] = get_args(Quality)
 MIN_HEIGHT = 64  # one latent row block of the UNet's 4 down blocks (8 x 8)
 NATIVE_HEIGHT = 512  # SD-1.5 models (360DVD was trained at 512 x 1024)
 TINY_NATIVE_HEIGHT = 64
@@ -44,9 +52,38 @@ class GenerationLimits(BaseModel):
     max_steps: int = Field(100, ge=1, le=1000)
 
 
+class SamplingPreset(BaseModel):
+    """What one quality level samples with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheduler: Solver
+    steps: int = Field(ge=1)
+
+
+QualityPresets = Mapping[Quality, SamplingPreset]
+
 TINY_DEFAULTS = GenerationDefaults(num_frames=8, height=64, width=128, steps=4)
 # 256 x 512: 16 x the tiny model's native area, enough to exercise spatial windows and still seconds on a CPU
 TINY_LIMITS = GenerationLimits(max_frames=128, max_height=256, max_steps=100)
+
+# Chosen from docs/performance-solvers.md: relative L2 error of the final latents to the 100-step DDIM solution,
+# latent rotation on, random weights at 64 x 128, full-size / tiny (DDIM-25, the published sampling: 0.160 / 0.164).
+# UniPC was the closest solver at every step count below 25 on both sizes. SD-1.5: draft 5 steps (0.173 / 0.157:
+# DDIM-25's error at a fifth of its steps; on an H100 about 1.6 s for 16 x 512 x 1024 compiled, projected from
+# README's step and decode times), standard 10 (0.091 / 0.088), high 25 (0.056: where every solver meets DDIM-100's
+# own distance from the converged solution). The tiny model (CPU; its default, DDIM 4 steps: 0.72): draft 3
+# (0.247), standard 6 (0.134), high 15 (0.068).
+SD15_PRESETS: QualityPresets = {
+    "draft": SamplingPreset(scheduler="unipc", steps=5),
+    "standard": SamplingPreset(scheduler="unipc", steps=10),
+    "high": SamplingPreset(scheduler="unipc", steps=25),
+}
+TINY_PRESETS: QualityPresets = {
+    "draft": SamplingPreset(scheduler="unipc", steps=3),
+    "standard": SamplingPreset(scheduler="unipc", steps=6),
+    "high": SamplingPreset(scheduler="unipc", steps=15),
+}
 
 # Fields every request must stay within whatever the model (absolute bounds, also in the API schema).
 GUIDANCE_MAX = 30.0
@@ -90,3 +127,23 @@ def panorama_size_errors(height: int | None, width: int | None) -> list[tuple[st
     elif width is not None and height is None and width % 128:
         errors.append(("width", f"width must be 2 x height, a multiple of 128 (e.g. 1024), got {width}"))
     return errors
+
+
+def resolve_sampling(
+    quality: str | None,
+    scheduler: str | None,
+    steps: int | None,
+    presets: QualityPresets,
+    defaults: GenerationDefaults,
+) -> tuple[str, int]:
+    """(solver, steps) for a request: each field the request gives wins; a field it leaves out comes from its
+    `quality`'s preset when it names one, else from the model's defaults (DDIM, the model's default steps), so a
+    request that names neither is sampled as before presets existed."""
+    if quality is not None and quality not in presets:
+        raise ValueError(f"unknown quality {quality!r}; choose one of {', '.join(QUALITIES)}")
+    preset = presets[quality] if quality is not None else None
+    if scheduler is None:
+        scheduler = preset.scheduler if preset is not None else DEFAULT_SOLVER
+    if steps is None:
+        steps = preset.steps if preset is not None else defaults.steps
+    return scheduler, steps

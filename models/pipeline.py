@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -30,17 +31,18 @@ from models.context_windows import ContextWindows, Window, blend
 from models.cross_attention import use_per_video_context
 from models.devices import (
     configure_attention,
+    configure_compile_cache,
     default_decode_chunk_size,
     default_dtype,
     release_freed_host_memory,
     select_device,
+    synchronize,
 )
 from models.enhancements import (
     Enhancements,
+    LatentRotation,
     adapter_active,
     circular_padding_active,
-    roll_features,
-    roll_width,
     rotation_shift,
 )
 from models.errors import GenerationCanceled
@@ -48,6 +50,7 @@ from models.generation_params import GenerationLimits
 from models.groupnorm_v1 import use_animatediff_v1_norms, uses_animatediff_v1_norms
 from models.injection import AdapterInjector
 from models.refine import refine_sizes, refine_start, resize_flow, upscale_latents
+from models.solvers import make_scheduler, predicted_clean
 from models.spatial_blend import blend_regions, crop, crop_features
 from models.spatial_windows import LATENT_SCALE, Region, SpatialWindows
 from models.subpixel_upsample import use_subpixel_upsampling
@@ -59,6 +62,9 @@ ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 # (step, total, x0): the step's predicted clean latents, facing where the output faces (live previews)
 PreviewCallback = Callable[[int, int, torch.Tensor], None]
+# diffusers' convention: (pipe, step index, timestep, {name: tensor}) -> the tensors to replace
+StepEndCallback = Callable[["Panorama360Pipeline", int, torch.Tensor, dict], dict]
+STEP_END_TENSORS = ("latents", "prompt_embeds")  # what `callback_on_step_end_tensor_inputs` may name
 
 FOLDER_FORMAT = "dvd360-pipeline"
 
@@ -73,6 +79,7 @@ class PanoramaVideo:
     decode: Callable[[torch.Tensor], Iterator[np.ndarray]]  # latents -> (n, H, W, 3) float32 chunks in [0, 1]
     # the windows it was denoised in (None: one window); where their borders are (models.media.evaluate)
     spatial_windows: SpatialWindows | None = None
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each denoising step, callbacks included
     _middle: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -103,25 +110,44 @@ class PanoramaVideo:
 
 @dataclass
 class _Reporting:
-    """The caller's callbacks, with the steps counted over every stage of a call."""
+    """The caller's callbacks, with the steps counted (and timed) over every stage of a call."""
 
     total: int
     progress: ProgressCallback | None
     should_cancel: CancelCheck | None
     preview: PreviewCallback | None
+    step_end: StepEndCallback | None
+    step_end_inputs: tuple[str, ...]
+    device: torch.device
     done: int = 0
+    step_seconds: list[float] = field(default_factory=list)
 
     def check_cancel(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise GenerationCanceled(self.done, self.total)
 
-    def step_done(self, x0: Callable[[], torch.Tensor] | None) -> None:
+    def after_step(
+        self, pipe: Panorama360Pipeline, i: int, t: torch.Tensor, latents: torch.Tensor, prompt_embeds: torch.Tensor,
+        rotation: LatentRotation,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """`callback_on_step_end`, given the latents facing where the output faces; what it returns replaces them."""
+        if self.step_end is None:
+            return latents, prompt_embeds
+        given = {"latents": rotation.undo(latents), "prompt_embeds": prompt_embeds}
+        returned = self.step_end(pipe, i, t, {name: given[name] for name in self.step_end_inputs}) or {}
+        if "latents" in returned:
+            latents = rotation.redo(returned["latents"])
+        return latents, returned.get("prompt_embeds", prompt_embeds)
+
+    def step_done(self, started: float, x0: torch.Tensor | None) -> None:
         """`x0`: the step's predicted clean latents facing where the output faces (made only for previews)."""
         self.done += 1
         if self.preview is not None and x0 is not None:
-            self.preview(self.done, self.total, x0())
+            self.preview(self.done, self.total, x0)
         if self.progress is not None:
             self.progress(self.done, self.total)
+        synchronize(self.device)  # a GPU step is timed when it finishes, not when it is launched
+        self.step_seconds.append(time.perf_counter() - started)
 
 
 def _over_regions(
@@ -223,10 +249,13 @@ class Panorama360Pipeline:
         hooks[0].hook.prev_module_hook = hooks[-1]
         self.device = target  # where inputs are made; the hooks bring each model to them
 
-    def enable_compile(self, backend: str = "inductor") -> None:
+    def enable_compile(self, backend: str = "inductor", cache_dir: str | Path | None = None) -> None:
         """torch.compile the UNet and the VAE decoder (for long-lived workers: the first job compiles a graph
         per schedule phase, later jobs of the same shape reuse them; switching the adapter and circular padding
-        changes no guard, see `models.injection` and `models.circular_padding`)."""
+        changes no guard, see `models.injection` and `models.circular_padding`). `cache_dir`: keep the compile
+        caches there (`models.devices.configure_compile_cache`), so a restarted process compiles nothing new."""
+        if cache_dir is not None:
+            configure_compile_cache(cache_dir)
         set_width_circular_padding(self.unet, False)  # the convs take their switchable class before tracing
         set_width_circular_padding(self.vae, False)
         self.unet.compile(backend=backend)
@@ -395,8 +424,14 @@ class Panorama360Pipeline:
         spatial_window: tuple[int, int] | None = None,
         refine: bool = True,
         refine_strength: float = 0.5,
+        scheduler: str = "ddim",
+        generator: torch.Generator | None = None,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
     ) -> PanoramaVideo:
-        """`loop`: the last frame flows into the first (a seamless loop). Videos longer than the motion module's
+        """Generate one video.
+
+        `loop`: the last frame flows into the first (a seamless loop). Videos longer than the motion module's
         reach, and loops, are denoised in context windows (`context_windows`).
 
         `spatial_window`: the (height, width) in pixels the UNet sees at most (multiples of 64; default
@@ -404,23 +439,58 @@ class Panorama360Pipeline:
         overlapping by `spatial_overlap`); at or below it nothing changes. `refine` (used only above the window):
         generate at a size that fits one window, then upscale 2x at a time and denoise the last `refine_strength`
         of the schedule in windows (`models.refine`), which keeps the small picture's composition; without it the
-        windows start from noise at the output size."""
+        windows start from noise at the output size.
+
+        `scheduler`: the solver, one of `models.generation_params.SOLVERS`: "ddim" (the published sampling, the
+        default), "dpmpp_2m" (DPM-Solver++ 2M) or "unipc" (UniPC, order 2): the multistep solvers reach DDIM's
+        solution in fewer steps (docs/performance.md). Their history turns with the latent rotation.
+
+        `seed` or `generator` (diffusers' convention; give one): the starting noise is drawn from `generator`, or
+        from a CPU generator seeded with `seed` (a random one when both are None), so a seed gives the same start
+        on every device; refine stages draw their noise next. With `generator`, the video's `seed` is
+        `generator.initial_seed()`: it reproduces the video when the generator was freshly seeded.
+
+        Callbacks, each optional:
+        - `progress(step, total)` after every step (`step` counts from 1 over every stage of the call);
+        - `should_cancel()` before every step and once after the last: True raises `GenerationCanceled`;
+        - `preview(step, total, x0)` after every step, with the step's prediction of the clean latents;
+        - `callback_on_step_end(pipe, i, t, callback_kwargs)` after every step, as in diffusers pipelines: `i`
+          counts from 0 in its stage's schedule, `t` is the step's timestep, `callback_kwargs` maps each name in
+          `callback_on_step_end_tensor_inputs` (from "latents", "prompt_embeds") to its tensor; the dict it
+          returns may hold replacements for them. "latents" are (1, C, F, h, w) as the next step takes them,
+          with the net latent rotation undone for the callback (and redone on what it returns);
+          "prompt_embeds" are [negative, prompt] embeddings under guidance, else [prompt].
+        Latents given to `preview` and `callback_on_step_end` face where the flow condition faces, as the output
+        does (unless `enhancements.rotate_features` is off: the released loop keeps its net rotation).
+
+        The returned video's `step_seconds` holds the wall time of each step (callbacks included).
+        """
         # 1. Check inputs
         self.check_inputs(num_frames, height, width, num_inference_steps, guidance_scale)
+        make_scheduler(scheduler, self.scheduler)  # an unknown solver is refused before any work
         if flow is not None:
             flow = self.check_flow(flow, num_frames, height, width)
+        unknown = set(callback_on_step_end_tensor_inputs) - set(STEP_END_TENSORS)
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs: {sorted(unknown)} not in {STEP_END_TENSORS}")
         windows = SpatialWindows.from_pixels(spatial_window or self.native_size, self.spatial_overlap)
         sizes = refine_sizes(height, width, windows.pixels) if refine else [(height, width)]
         first_steps = [0] + [refine_start(num_inference_steps, refine_strength)] * (len(sizes) - 1)
-        seed = secrets.randbelow(2**31) if seed is None else int(seed)
+        if generator is not None and seed is not None:
+            raise ValueError("give `seed` or `generator`, not both")
+        if generator is None:
+            seed = secrets.randbelow(2**31) if seed is None else int(seed)
+            generator = torch.Generator("cpu").manual_seed(seed)
+        else:
+            seed = generator.initial_seed()
         do_cfg = guidance_scale > 1.0
 
         # 2. Encode the prompt (negative first: the classifier-free-guidance batch is [uncond, cond])
         prompt_embeds = self.encode_prompt([negative_prompt, prompt] if do_cfg else [prompt])
 
-        # Noise is drawn on the CPU so a seed gives the same start on every device; refine stages draw after it.
-        generator = torch.Generator("cpu").manual_seed(seed)
-        reporting = _Reporting(sum(num_inference_steps - s for s in first_steps), progress, should_cancel, preview)
+        steps = sum(num_inference_steps - s for s in first_steps)
+        reporting = _Reporting(steps, progress, should_cancel, preview, callback_on_step_end,
+                               callback_on_step_end_tensor_inputs, self.device)  # fmt: skip
         latents = None
         try:
             for (stage_height, stage_width), first_step in zip(sizes, first_steps, strict=True):
@@ -428,21 +498,21 @@ class Panorama360Pipeline:
                 stage_flow = resize_flow(flow, stage_height, stage_width)
                 features = self.encode_flow(stage_flow, num_frames, stage_height, stage_width, loop)
 
-                # 4. Timesteps (a fresh scheduler per stage: set_timesteps mutates it) and latents: noise at the
-                # first size, the previous size's result upscaled and noised again at each larger one
-                scheduler = self.scheduler.from_config(self.scheduler.config)
-                scheduler.set_timesteps(num_inference_steps, device=self.device)
+                # 4. Timesteps (a fresh solver per stage: set_timesteps and step mutate it) and latents: noise at
+                # the first size, the previous size's result upscaled and noised again at each larger one
+                solver = make_scheduler(scheduler, self.scheduler)
+                solver.set_timesteps(num_inference_steps, device=self.device)
                 if latents is None:
                     latents = self.prepare_latents(num_frames, stage_height, stage_width, generator, loop)
                 else:
                     latents = self.prepare_refine_latents(
-                        latents, stage_height, stage_width, scheduler, first_step, generator, loop
+                        latents, stage_height, stage_width, solver, first_step, generator, loop
                     )
 
                 # 5-6. Denoise, and undo the net rotation
-                latents = self.denoise(
+                latents, prompt_embeds = self.denoise(
                     latents,
-                    scheduler,
+                    solver,
                     first_step,
                     features,
                     prompt_embeds,
@@ -467,12 +537,13 @@ class Panorama360Pipeline:
             seed=seed,
             decode=lambda z: self.decode_chunks(z, circular),
             spatial_windows=windows if windows.needed(*latents.shape[-2:]) else None,
+            step_seconds=reporting.step_seconds,
         )
 
     def denoise(
         self,
         latents: torch.Tensor,
-        scheduler: SchedulerMixin,
+        solver: SchedulerMixin,
         first_step: int,
         features: list[torch.Tensor],
         prompt_embeds: torch.Tensor,
@@ -483,27 +554,29 @@ class Panorama360Pipeline:
         adapter_scale: float,
         enhancements: Enhancements,
         loop: bool,
-    ) -> torch.Tensor:
-        """Steps `first_step`.. of `scheduler`'s schedule on (1, C, F, h, w) latents with the published 360 schedule,
-        then the net rotation undone. Returns the denoised latents."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps `first_step`.. of `solver`'s schedule on (1, C, F, h, w) latents with the published 360 schedule,
+        then the net rotation undone. Returns the denoised latents and the prompt embeddings (which a step-end
+        callback may replace)."""
         num_frames, latent_height, latent_width = latents.shape[2:]
-        shift = rotation_shift(latent_width) if enhancements.latent_rotation else 0
-        total_shift = 0
+        rotation = LatentRotation(latent_width, rotation_shift(latent_width) if enhancements.latent_rotation else 0)
         spatial = windows.needed(latent_height, latent_width)
 
         # 5. Denoising loop, over context windows when the video is longer than the motion module's reach or loops,
         # and over spatial windows when the picture is larger than a window
-        total = len(scheduler.timesteps)
+        total = len(solver.timesteps)
         frame_windows = self.context_windows
-        for i in range(first_step * scheduler.order, total):
-            t = scheduler.timesteps[i]
+        for i in range(first_step * solver.order, total):
+            t = solver.timesteps[i]
+            started = time.perf_counter()
             reporting.check_cancel()
-            feature_shift = total_shift if enhancements.rotate_features else 0
+            feature_shift = rotation.total if enhancements.rotate_features else 0
             step_features = None
             if adapter_active(i, total):
                 # whole: rolled with the latents; in windows: each window crops the full-size features in place
-                step_features = features if spatial else roll_features(features, feature_shift, latent_width)
-            regions = windows.layout(latent_height, latent_width, i, total, total_shift)
+                whole = not spatial and enhancements.rotate_features
+                step_features = rotation.features(features) if whole else features
+            regions = windows.layout(latent_height, latent_width, i, total, rotation.total)
             # A window narrower than the panorama must not wrap onto itself (its left and right edges are not
             # neighbours); the windows straddling its borders, the seam included, join it to its neighbours.
             full_width = regions[0].columns.length == latent_width
@@ -515,7 +588,7 @@ class Panorama360Pipeline:
                 self.predict_noise,
                 latents=latents,
                 t=t,
-                scheduler=scheduler,
+                scheduler=solver,
                 prompt_embeds=prompt_embeds,
                 features=step_features,
                 feature_shift=feature_shift,
@@ -524,16 +597,17 @@ class Panorama360Pipeline:
             )
             layout = frame_windows.layout(num_frames, frame_windows.offset(i, total, num_frames, loop), loop)
             noise_pred = blend(layout, _over_regions(regions, predict, latents), latents, frame_windows.weights)
-            out = scheduler.step(noise_pred, t, latents)
-            latents = out.prev_sample
-            x0 = getattr(out, "pred_original_sample", None)
-            facing = -(total_shift % latent_width)
-            reporting.step_done(None if x0 is None else partial(roll_width, x0, facing))
-
-            latents = roll_width(latents, shift)
-            total_shift += shift
+            out = solver.step(noise_pred, t, latents)
+            x0 = (
+                None
+                if reporting.preview is None
+                else rotation.undo(predicted_clean(solver, out, noise_pred, t, latents))
+            )
+            latents = rotation.turn(out.prev_sample, solver)
+            latents, prompt_embeds = reporting.after_step(self, i, t, latents, prompt_embeds, rotation)
+            reporting.step_done(started, x0)
 
         # 6. Undo the net rotation so the panorama faces where the flow condition faces (the release does not)
         if enhancements.undo_net_rotation:
-            latents = roll_width(latents, -(total_shift % latent_width))
-        return latents
+            latents = rotation.undo(latents)
+        return latents, prompt_embeds

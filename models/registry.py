@@ -12,6 +12,7 @@ Example file:
         defaults: {num_frames: 16, steps: 25}          # optional: what a request gets for fields it leaves out
         limits: {max_frames: 128, max_height: 2048}    # optional: the largest request this model accepts
         native_height: 512                             # optional: the size its UNet was trained at (width 2x)
+        presets: {draft: {scheduler: unipc, steps: 8}} # optional: (solver, steps) per quality, over the defaults
       my-saved-model:
         folder: /weights/my-saved-model                # a folder written by Panorama360Pipeline.save_pretrained
 
@@ -29,11 +30,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from models.generation_params import (
     MIN_HEIGHT,
     NATIVE_HEIGHT,
+    SD15_PRESETS,
     TINY_DEFAULTS,
     TINY_LIMITS,
     TINY_NATIVE_HEIGHT,
+    TINY_PRESETS,
     GenerationDefaults,
     GenerationLimits,
+    Quality,
+    QualityPresets,
+    SamplingPreset,
+    resolve_sampling,
 )
 from models.yaml_files import read_yaml
 
@@ -76,6 +83,8 @@ class ModelSpec(BaseModel):
     limits: GenerationLimits | None = None
     # None: 64 for `builtin: tiny`, 512 otherwise (SD-1.5); above it, outputs are denoised in spatial windows
     native_height: int | None = Field(None, ge=MIN_HEIGHT, multiple_of=MIN_HEIGHT)
+    # quality levels whose (solver, steps) differ from the defaults (the tiny model's or SD-1.5's presets)
+    presets: dict[Quality, SamplingPreset] = Field(default_factory=dict)
 
     @property
     def generation_defaults(self) -> GenerationDefaults:
@@ -90,6 +99,15 @@ class ModelSpec(BaseModel):
         """(height, width) in pixels the model generates at natively: its spatial windows' default size."""
         height = self.native_height or (TINY_NATIVE_HEIGHT if self.builtin == "tiny" else NATIVE_HEIGHT)
         return height, 2 * height
+
+    @property
+    def quality_presets(self) -> QualityPresets:
+        return {**(TINY_PRESETS if self.builtin == "tiny" else SD15_PRESETS), **self.presets}
+
+    def sampling(self, quality: str | None, scheduler: str | None, steps: int | None) -> tuple[str, int]:
+        """(solver, steps) for a request to this model: the fields it gives, else its quality's preset, else the
+        defaults (`models.generation_params.resolve_sampling`)."""
+        return resolve_sampling(quality, scheduler, steps, self.quality_presets, self.generation_defaults)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -106,6 +124,8 @@ class ModelSpec(BaseModel):
         d, lim = self.generation_defaults, self.generation_limits
         if d.num_frames > lim.max_frames or d.height > lim.max_height or d.steps > lim.max_steps:
             raise ValueError(f"model {self.name!r}: its `defaults` exceed its `limits`")
+        if any(p.steps > lim.max_steps for p in self.quality_presets.values()):
+            raise ValueError(f"model {self.name!r}: a quality preset's steps exceed its `limits`")
         return self
 
     def weight_paths(self) -> list[Path]:

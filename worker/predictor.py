@@ -32,13 +32,16 @@ class PipelineOptions:
     cpu_offload: bool = False
     vae_tiling: VaeTiling | None = None
     compile: str = "off"
+    compile_cache_dir: Path | None = None  # where torch.compile's caches persist (None: torch's default)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineOptions:
         from models.vae_tiling import VaeTiling
 
         tiling = None if settings.vae_tile is None else VaeTiling(settings.vae_tile, settings.vae_tile_overlap)
-        return cls(settings.decode_chunk_size, settings.cpu_offload, tiling, settings.compile)
+        return cls(
+            settings.decode_chunk_size, settings.cpu_offload, tiling, settings.compile, settings.compile_cache_dir
+        )
 
 
 def load_with_options(spec: ModelSpec, device: str | None, options: PipelineOptions):
@@ -57,7 +60,7 @@ def load_with_options(spec: ModelSpec, device: str | None, options: PipelineOpti
     pipe.decode_chunk_size = options.decode_chunk_size
     pipe.vae_tiling = options.vae_tiling
     if options.compile != "off":
-        pipe.enable_compile(backend=options.compile)
+        pipe.enable_compile(backend=options.compile, cache_dir=options.compile_cache_dir)
     return pipe
 
 

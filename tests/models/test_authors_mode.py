@@ -21,7 +21,7 @@ def release_loop(pipe, prompt: str, steps: int, seed: int, flow: torch.Tensor) -
     features = pipe.encode_flow(flow, frames, height, width)
     scheduler = pipe.scheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(steps)
-    latents = pipe.prepare_latents(frames, height, width, seed)
+    latents = pipe.prepare_latents(frames, height, width, torch.Generator().manual_seed(seed))
     active: list[torch.Tensor | None] = [None]
 
     def add_feature(index):

@@ -1,6 +1,9 @@
 """Worker settings for low VRAM and speed reach every pipeline the worker loads: CPU offload, VAE tiling,
 torch.compile and the decode chunk size, set in one place (PipelineOptions) after loading."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -33,9 +36,11 @@ def test_settings_become_options(monkeypatch):
         monkeypatch.setenv(f"DVD360_{name}", value)
     assert PipelineOptions.from_settings(Settings()) == PipelineOptions(2, True, VaeTiling(32, 8), "off")
     monkeypatch.setenv("DVD360_COMPILE", "inductor")
+    monkeypatch.setenv("DVD360_COMPILE_CACHE_DIR", "/compile-cache")
     monkeypatch.setenv("DVD360_CPU_OFFLOAD", "0")
     monkeypatch.delenv("DVD360_VAE_TILE")
-    assert PipelineOptions.from_settings(Settings()) == PipelineOptions(2, False, None, "inductor")
+    expected = PipelineOptions(2, False, None, "inductor", Path("/compile-cache"))
+    assert PipelineOptions.from_settings(Settings()) == expected
 
 
 def test_default_overlap_is_the_tilings_default():
@@ -83,3 +88,21 @@ def test_compile_wraps_the_unet_and_the_vae_decoder():
     pipe = cached_tiny(PipelineOptions(compile="eager"))
     assert pipe.unet._compiled_call_impl is not None
     assert pipe.vae.decoder._compiled_call_impl is not None
+
+
+def test_compile_cache_folder_reaches_torch(monkeypatch, tmp_path):
+    """The folder becomes inductor's cache folder, with its FX graph and AOTAutograd caches on (what
+    tests/models/test_compile_cache.py shows a fresh process reuses)."""
+    import torch._functorch.config
+    import torch._inductor.config
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
+        monkeypatch.delenv(name, raising=False)  # restored after the test, like the configs below
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
+    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", False)
+    pipe = cached_tiny(PipelineOptions(compile="eager", compile_cache_dir=tmp_path / "cache"))
+    assert pipe.unet._compiled_call_impl is not None
+    assert cache_dir() == str(tmp_path / "cache") and (tmp_path / "cache").is_dir()
+    assert os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] == os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] == "1"
+    assert torch._inductor.config.fx_graph_cache and torch._functorch.config.enable_autograd_cache
