@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.records import ErrorType, JobState, Progress, Quality, WebhookStatus
+from core.records import ErrorType, JobState, Progress, QualityFigures, WebhookStatus
 from core.request import FlowKind, GenerationRequest
-from models.generation_params import GenerationDefaults, GenerationLimits
+from models.generation_params import GenerationDefaults, GenerationLimits, Quality, SamplingPreset
 
 
 class FieldError(BaseModel):
@@ -70,7 +70,7 @@ class Job(BaseModel):
     seed: int | None = Field(None, description="The seed used (chosen at random when the request left it out).")
     outputs: Outputs
     timings: JobTimings
-    quality: Quality | None = None
+    quality_figures: QualityFigures | None = Field(None, description="Measured on the finished video.")
     webhook: WebhookStatus | None = Field(None, description="The last webhook delivery attempt.")
 
 
@@ -101,6 +101,11 @@ class Model(BaseModel):
     available: bool
     defaults: GenerationDefaults
     limits: GenerationLimits
+    native_size: tuple[int, int] = Field(
+        description="(height, width) the model generates at natively; larger outputs are denoised in spatial windows "
+        "of this size, and refined from it."
+    )
+    presets: dict[Quality, SamplingPreset] = Field(description="What each `quality` samples with.")
 
 
 class ModelList(BaseModel):

@@ -86,7 +86,12 @@ def generate(
         raise typer.BadParameter(str(exc), param_hint="--device") from exc
     loaded = time.perf_counter()
     with tqdm(total=request.steps, desc="denoising", unit="step") as bar:
-        hooks = PredictionHooks(progress=lambda done, total: bar.update(done - bar.n))
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total  # a refined request denoises in stages: more steps than `steps`
+            bar.update(done - bar.n)
+
+        hooks = PredictionHooks(progress=progress)
         try:
             prediction = generator.predict(request, {"video": out}, motion, hooks)
         except FlowInputError as exc:
@@ -103,6 +108,9 @@ def generate(
         "load_s": round(loaded - started, 2),
         "sample_s": prediction.timings.pipeline_s,
         "step_s": prediction.timings.step_s,
+        "scheduler": request.scheduler,
+        "steps": request.steps,
+        "quality_figures": prediction.quality_figures.model_dump() if prediction.quality_figures else None,
     }
     typer.echo(json.dumps(summary))
 

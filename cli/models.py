@@ -82,7 +82,11 @@ def _served_models(folder: Path | None) -> None:
         spec = registry.get(name)
         d, lim = spec.generation_defaults, spec.generation_limits
         weights = "built-in" if spec.builtin else ("installed" if not spec.missing_paths() else "missing")
-        limits = f"at most {lim.max_frames} frames, {lim.max_height} px high, {lim.max_steps} steps"
+        presets = ", ".join(f"{q} {p.scheduler} x{p.steps}" for q, p in spec.quality_presets.items())
+        limits = (
+            f"at most {lim.max_frames} frames, {lim.max_height} px high, {lim.max_steps} steps; native "
+            f"{spec.native_size[1]}x{spec.native_size[0]}; {presets}"
+        )
         size, guidance = f"{d.width}x{d.height}", f"{d.guidance_scale:g}"
         typer.echo(row(name, weights, d.num_frames, size, d.steps, guidance, d.fps, limits))
 

@@ -4,7 +4,7 @@ before it stores anything; `dvd360 generate` runs the same resolution without th
 
 from __future__ import annotations
 
-from core.cost import cost_refusal, model_kind
+from core.cost import cost_refusal
 from core.request import GenerationRequest, RequestError, find_model
 from core.settings import Settings
 from core.webhook_targets import webhook_target_error
@@ -15,7 +15,7 @@ def admit(request: GenerationRequest, registry: ModelRegistry, settings: Setting
     """The resolved request, or RequestError naming the field (None: its cost) and what to change."""
     spec = find_model(registry, request.base_model)
     resolved = request.resolve(spec, server_max_height=settings.max_height)
-    if reason := cost_refusal(resolved, model_kind(spec), settings):  # it would die at the time limit
+    if reason := cost_refusal(resolved, spec, settings):  # it would die at the time limit
         raise RequestError(None, reason)
     if resolved.webhook_url and (reason := webhook_target_error(resolved.webhook_url, settings.webhook_allow_private)):
         raise RequestError("webhook_url", reason)

@@ -1,6 +1,8 @@
-"""Refuse up front what cannot finish: a request's cost is frames x pixels x steps (x2 with classifier-free
-guidance, which runs the UNet twice), times seconds per unit measured for the model kind on the workers' device
-type. A request whose estimate is over the worker's time limit is a 422 naming the limit, instead of running
+"""Refuse up front what cannot finish: a request's cost is frames x pixels x steps over each stage it denoises (x2
+with classifier-free guidance, which runs the UNet twice), times seconds per unit measured for the model kind on the
+workers' device type. Spatial windows keep a step's time proportional to its area; a refined request adds a stage
+per 2x of size (models/refine_plan.py, the same plan the pipeline follows); every solver calls the UNet once per
+step. A request whose estimate is over the worker's time limit is a 422 naming the limit, instead of running
 until the limit kills it. Torch-free (the API calls it).
 
 Seconds per unit: ("tiny", "cpu") measured here by benchmarks/calibrate_cost.py (tiny model, 2 CPU cores shared by
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from core.request import GenerationRequest
 from core.settings import Settings
+from models.refine_plan import refine_plan
 from models.registry import ModelSpec
 
 S_PER_UNIT = {
@@ -30,25 +33,28 @@ def model_kind(spec: ModelSpec) -> str:
     return "tiny" if spec.builtin == "tiny" else "sd15"
 
 
-def units(request: GenerationRequest) -> float:
-    """The work of a resolved request: frames x pixels x steps, twice with classifier-free guidance."""
+def units(request: GenerationRequest, spec: ModelSpec) -> float:
+    """The work of a resolved request: frames x pixels x steps of each stage, twice with classifier-free guidance."""
     passes = 2 if request.guidance_scale > 1 else 1
-    return request.num_frames * request.height * request.width * request.steps * passes
+    stages = refine_plan(request.height, request.width, spec.native_size, request.steps, request.refine)
+    pixel_steps = sum(s.height * s.width * (request.steps - s.first_step) for s in stages)
+    return request.num_frames * pixel_steps * passes
 
 
-def estimated_seconds(request: GenerationRequest, model_kind: str, settings: Settings) -> float:
+def estimated_seconds(request: GenerationRequest, spec: ModelSpec, settings: Settings) -> float:
     device = (settings.device or "cpu").split(":")[0]
-    rate = settings.cost_s_per_unit or S_PER_UNIT.get((model_kind, device), S_PER_UNIT[("sd15", device)])
-    return OVERHEAD_S + units(request) * rate
+    kind = model_kind(spec)
+    rate = settings.cost_s_per_unit or S_PER_UNIT.get((kind, device), S_PER_UNIT[("sd15", device)])
+    return OVERHEAD_S + units(request, spec) * rate
 
 
-def cost_refusal(request: GenerationRequest, model_kind: str, settings: Settings) -> str | None:
+def cost_refusal(request: GenerationRequest, spec: ModelSpec, settings: Settings) -> str | None:
     """Why the (resolved) request cannot finish within the worker's time limit, or None."""
-    estimate = estimated_seconds(request, model_kind, settings)
+    estimate = estimated_seconds(request, spec, settings)
     limit = settings.task_soft_time_limit_s
     if estimate <= limit:
         return None
     return (
         f"this request would take about {estimate:.0f} s, over the workers' time limit of {limit} s "
-        "(DVD360_TASK_SOFT_TIME_LIMIT_S); ask for fewer frames, a smaller size or fewer steps"
+        "(DVD360_TASK_SOFT_TIME_LIMIT_S); ask for fewer frames, a smaller size or fewer steps (quality: draft)"
     )

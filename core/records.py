@@ -40,12 +40,23 @@ class WebhookStatus(BaseModel):
     error: str | None = None
 
 
-class Quality(BaseModel):
-    """Figures measured on the finished video's frames (models/media/evaluate.py says what each means)."""
+class QualityFigures(BaseModel):
+    """Figures measured on the finished video's frames as they were encoded; about 1 means the flaw looked for does
+    not show (docs/quality-figures.md says what each compares and what to expect)."""
 
-    seam_ratio: float | None = None
-    window_seam_ratio: float | None = None
-    loop_closure: float | None = None
+    seam_ratio: float | None = Field(
+        None, description="The left-right seam against the boundaries on the 8-pixel grid."
+    )
+    window_seam_ratio: float | None = Field(
+        None, description="Steps into frames where temporal context windows meet against the others (long videos)."
+    )
+    spatial_window_seam_ratio: float | None = Field(
+        None, description="Steps across spatial window borders against the lines beside them (above native size)."
+    )
+    loop_closure: float | None = Field(
+        None, description="The last frame to the first against the median step (loops only)."
+    )
+    end_continuity: float | None = Field(None, description="Mean |last column - first column|, pixels in [0, 1].")
 
 
 class Timings(BaseModel):
@@ -75,7 +86,7 @@ class JobRecord(BaseModel):
     deliveries: int = 0
     webhook: WebhookStatus | None = None
     timings: Timings = Field(default_factory=Timings)
-    quality: Quality | None = None
+    quality_figures: QualityFigures | None = None
 
     @property
     def finished(self) -> bool:

@@ -14,6 +14,8 @@ from models.generation_params import (
     FPS_MAX,
     GUIDANCE_MAX,
     MIN_HEIGHT,
+    Quality,
+    Solver,
     limit_errors,
     panorama_size_errors,
     request_params,
@@ -53,11 +55,28 @@ class GenerationRequest(BaseModel):
     num_frames: int | None = Field(None, ge=1, le=ABSOLUTE_MAX_FRAMES, description=MODEL_DEFAULT)
     height: int | None = Field(None, ge=MIN_HEIGHT, le=8192, description="Multiple of 64. " + MODEL_DEFAULT)
     width: int | None = Field(None, ge=2 * MIN_HEIGHT, le=16384, description="2 x height. Left out: 2 x height.")
-    steps: int | None = Field(None, ge=1, le=1000, description="Denoising steps. " + MODEL_DEFAULT)
+    steps: int | None = Field(
+        None, ge=1, le=1000, description="Denoising steps. Left out: the quality preset's, else the model's default."
+    )
+    quality: Quality | None = Field(
+        None,
+        description="draft, standard or high: a solver and a number of steps chosen per model (GET /models `presets`"
+        "); `scheduler` and `steps`, when given, win.",
+    )
+    scheduler: Solver | None = Field(
+        None,
+        description="The sampling solver: ddim (the published sampling), dpmpp_2m (DPM-Solver++ 2M) or unipc; the "
+        "multistep solvers reach ddim's result in fewer steps. Left out: the quality preset's, else ddim.",
+    )
     guidance_scale: float | None = Field(None, ge=0, le=GUIDANCE_MAX, description=MODEL_DEFAULT)
     seed: int | None = Field(None, ge=0, lt=2**31, description="Left out: random; the job reports the one used.")
     fps: int | None = Field(None, ge=1, le=FPS_MAX, description="Playback rate. " + MODEL_DEFAULT)
     adapter_scale: float = Field(1.0, ge=0, le=2, description="Strength of the motion condition.")
+    refine: bool = Field(
+        True,
+        description="Above the model's native size: generate at the native size, then upscale 2x and denoise again "
+        "in spatial windows (keeps the composition); false: spatial windows from noise at the full size.",
+    )
     loop: bool = Field(False, description="A seamless loop: the last frame flows into the first.")
     interpolate_to: Literal[24, 30] | None = Field(
         None, description="Motion-compensated frame interpolation to this playback rate (above fps), seam-aware."
@@ -103,7 +122,8 @@ class GenerationRequest(BaseModel):
         can condition. Raises RequestError naming the field."""
         if self.base_model != spec.name:
             raise RequestError("base_model", f"base_model {self.base_model!r} is not {spec.name!r}")
-        params = request_params(self.model_dump(), spec.generation_defaults)
+        scheduler, steps = spec.sampling(self.quality, self.scheduler, self.steps)
+        params = request_params({**self.model_dump(), "scheduler": scheduler, "steps": steps}, spec.generation_defaults)
         for field, message in panorama_size_errors(params["height"], params["width"]):
             raise RequestError(field, message)
         for field, message in limit_errors(params, spec.generation_limits, server_max_height):

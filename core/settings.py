@@ -39,7 +39,9 @@ class Settings(BaseSettings):
         "", description="HMAC key for download links and webhooks (empty: generated once, kept in Redis)."
     )
     max_upload_mb: int = Field(200, description="Largest accepted motion upload.")
-    max_height: int = Field(512, description="Largest output height (width is 2x).")
+    max_height: int = Field(
+        2048, description="Largest output height on any model (width is 2x); each model's own limit applies too."
+    )
     job_ttl_s: int = Field(7 * 24 * 3600, description="How long job records are kept.")
     url_expiry_s: int = Field(3600, description="Lifetime of download links.")
     warm_models: str = Field("", description="Comma-separated base models a worker loads at start.")

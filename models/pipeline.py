@@ -49,7 +49,8 @@ from models.errors import GenerationCanceled
 from models.generation_params import GenerationLimits
 from models.groupnorm_v1 import use_animatediff_v1_norms, uses_animatediff_v1_norms
 from models.injection import AdapterInjector
-from models.refine import refine_sizes, refine_start, resize_flow, upscale_latents
+from models.refine import resize_flow, upscale_latents
+from models.refine_plan import refine_plan
 from models.solvers import make_scheduler, predicted_clean
 from models.spatial_blend import blend_regions, crop, crop_features
 from models.spatial_windows import LATENT_SCALE, Region, SpatialWindows
@@ -474,8 +475,7 @@ class Panorama360Pipeline:
         if unknown:
             raise ValueError(f"callback_on_step_end_tensor_inputs: {sorted(unknown)} not in {STEP_END_TENSORS}")
         windows = SpatialWindows.from_pixels(spatial_window or self.native_size, self.spatial_overlap)
-        sizes = refine_sizes(height, width, windows.pixels) if refine else [(height, width)]
-        first_steps = [0] + [refine_start(num_inference_steps, refine_strength)] * (len(sizes) - 1)
+        stages = refine_plan(height, width, windows.pixels, num_inference_steps, refine, refine_strength)
         if generator is not None and seed is not None:
             raise ValueError("give `seed` or `generator`, not both")
         if generator is None:
@@ -488,12 +488,13 @@ class Panorama360Pipeline:
         # 2. Encode the prompt (negative first: the classifier-free-guidance batch is [uncond, cond])
         prompt_embeds = self.encode_prompt([negative_prompt, prompt] if do_cfg else [prompt])
 
-        steps = sum(num_inference_steps - s for s in first_steps)
+        steps = sum(num_inference_steps - stage.first_step for stage in stages)
         reporting = _Reporting(steps, progress, should_cancel, preview, callback_on_step_end,
                                callback_on_step_end_tensor_inputs, self.device)  # fmt: skip
         latents = None
         try:
-            for (stage_height, stage_width), first_step in zip(sizes, first_steps, strict=True):
+            for stage in stages:
+                stage_height, stage_width, first_step = stage.height, stage.width, stage.first_step
                 # 3. Encode the motion condition once per size; later steps roll, crop or drop the features
                 stage_flow = resize_flow(flow, stage_height, stage_width)
                 features = self.encode_flow(stage_flow, num_frames, stage_height, stage_width, loop)

@@ -1,5 +1,5 @@
-"""Two-stage refine ("hires fix") for outputs above the native size: the sizes a refined call denoises at, and the
-latent upscaling between them.
+"""Two-stage refine ("hires fix") for outputs above the native size: the latent upscaling between the sizes a
+refined call denoises at (models/refine_plan.py says which).
 
 A refined call first generates the whole panorama at a size that fits one spatial window (the native size), where
 the model composes the picture as it was trained to; then, 2x at a time, it upscales the latents, noises them
@@ -14,27 +14,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from models.generation_params import MIN_HEIGHT
-
-
-def refine_sizes(height: int, width: int, window: tuple[int, int]) -> list[tuple[int, int]]:
-    """The (height, width) pixel sizes a refined call denoises at, smallest first, ending at the output size: the
-    output's height halved (down to a multiple of 64 pixels; the width stays twice the height) until it fits
-    `window`. One size when the output already fits."""
-    sizes = [(height, width)]
-    while (sizes[0][0] > window[0] or sizes[0][1] > window[1]) and sizes[0][0] > MIN_HEIGHT:
-        half = max(MIN_HEIGHT, sizes[0][0] // 2 // MIN_HEIGHT * MIN_HEIGHT)
-        sizes.insert(0, (half, 2 * half))
-    return sizes
-
-
-def refine_start(num_steps: int, strength: float) -> int:
-    """The first step a refine stage denoises: the last `strength` of the schedule, as diffusers' img2img
-    pipelines count it, and always at least the last step."""
-    if not 0 < strength <= 1:
-        raise ValueError(f"refine_strength must be in (0, 1], got {strength}")
-    return min(num_steps - int(num_steps * strength), num_steps - 1)
 
 
 def resize_flow(flow: torch.Tensor | None, height: int, width: int) -> torch.Tensor | None:

@@ -40,7 +40,9 @@ def test_the_built_in_model_and_its_defaults_and_limits(listing) -> None:
     d, lim = TINY_DEFAULTS, TINY_LIMITS
     size, guidance = f"{d.width}x{d.height}", f"{d.guidance_scale:g}"
     assert row(lines, "tiny")[:7] == ["tiny", "built-in", str(d.num_frames), size, str(d.steps), guidance, str(d.fps)]
-    assert lines[2].endswith(f"at most {lim.max_frames} frames, {lim.max_height} px high, {lim.max_steps} steps")
+    presets = "draft unipc x3, standard unipc x6, high unipc x15"  # the tiny model's quality presets
+    limits = f"at most {lim.max_frames} frames, {lim.max_height} px high, {lim.max_steps} steps"
+    assert lines[2].endswith(f"{limits}; native 128x64; {presets}")
     assert row(lines, "tiny")[:7] == ["tiny", "built-in", "8", "128x64", "4", "7.5", "8"]
     assert any(line.startswith("catalogue (") for line in lines) and row(lines, "realistic")[1] == "-"
 
@@ -58,7 +60,8 @@ def test_a_registrys_models_with_their_own_defaults(listing, monkeypatch, tmp_pa
     lines = listing()
     assert lines[0] == f"served models (registry {registry}):"
     assert row(lines, "mine")[:7] == ["mine", "missing", "24", "512x256", "30", "6.5", "12"]
-    assert " ".join(row(lines, "mine")[7:]) == "at most 64 frames, 256 px high, 50 steps"
+    presets = "draft unipc x5, standard unipc x10, high unipc x25"  # SD-1.5's, as it sets none of its own
+    assert " ".join(row(lines, "mine")[7:]) == f"at most 64 frames, 256 px high, 50 steps; native 1024x512; {presets}"
     assert row(lines, "plain")[:7] == ["plain", "installed", "16", "1024x512", "25", "7.5", "8"]
     assert row(lines, "tiny")[1] == "built-in"
 

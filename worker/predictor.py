@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.records import OutputName, Timings
+from core.records import OutputName, QualityFigures, Timings
 from core.request import FlowKind, GenerationRequest
 from models.registry import ModelSpec
 
@@ -88,6 +88,7 @@ class Prediction:
     files: dict[OutputName, Path]
     seed: int
     timings: Timings = field(default_factory=Timings)
+    quality_figures: QualityFigures | None = None  # scored on the frames as they were encoded
 
 
 class Generator:
@@ -120,6 +121,7 @@ class Generator:
         """Write the outputs named in `files` (video, poster, views) to their paths. Raises GenerationCanceled when
         `hooks.should_cancel` says so, FlowInputError/ValueError for a condition or request the model cannot take."""
         from models.enhancements import Enhancements
+        from models.media.evaluate import VideoScores
         from models.media.flow_video import load_flow_condition
         from models.media.interpolate import interpolate_frames
         from models.media.previews import write_poster, write_preview
@@ -132,14 +134,6 @@ class Generator:
             condition = load_flow_condition(
                 motion.path, motion.kind, r.num_frames, r.height, r.width, self.flow_backend, r.loop
             )
-        steps_done: list[float] = []
-
-        def progress(step: int, total: int) -> None:
-            steps_done.append(time.perf_counter())
-            if hooks.progress is not None:
-                hooks.progress(step, total)
-
-        denoising = time.perf_counter()
         video = self.pipe(
             r.prompt,
             negative_prompt=r.negative_prompt,
@@ -152,26 +146,39 @@ class Generator:
             seed=r.seed,
             adapter_scale=r.adapter_scale,
             enhancements=Enhancements(r.latent_rotation, r.rotate_features, r.circular_padding),
-            progress=progress,
+            progress=hooks.progress,
             should_cancel=hooks.should_cancel,
             preview=hooks.preview,
             loop=r.loop,
+            scheduler=r.scheduler,
+            refine=r.refine,
         )
-        step_s = (steps_done[-1] - denoising) / len(steps_done) if steps_done else None
         written: dict[OutputName, Path] = {}
+        figures = None
         if "video" in files:
             chunks = video.chunks()  # decoded while encoding
             if r.interpolate_to:
                 chunks = interpolate_frames(chunks, r.num_frames, r.fps, r.interpolate_to, r.loop)
-            written["video"] = write_video(chunks, files["video"], fps=r.interpolate_to or r.fps)
+            # temporal windows are counted in the frames written (interpolation multiplies them)
+            window = self.pipe.context_windows.length * (r.interpolate_to or r.fps) // r.fps
+            scores = VideoScores(window, video.spatial_windows)
+            written["video"] = write_video(scores.passing(chunks), files["video"], fps=r.interpolate_to or r.fps)
+            figures = quality_figures(scores.result(), r.loop)
         # the pictures reuse the middle frame kept while encoding
         if "poster" in files:
             written["poster"] = write_poster(video.middle_frame(), files["poster"])
         if "views" in files:
             written["views"] = write_preview(video.middle_frame(), files["views"])
+        step_s = sum(video.step_seconds) / len(video.step_seconds) if video.step_seconds else None
         timings = Timings(pipeline_s=round(time.perf_counter() - started, 3), step_s=_rounded(step_s))
-        return Prediction(written, video.seed, timings)
+        return Prediction(written, video.seed, timings, figures)
 
 
 def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 4)
+
+
+def quality_figures(scores: dict[str, float | None], loop: bool) -> QualityFigures:
+    """The job's figures from the video's scores (`loop_closure` means something only for a loop)."""
+    rounded = {name: None if value is None else round(value, 4) for name, value in scores.items()}
+    return QualityFigures.model_validate({**rounded, "loop_closure": rounded["loop_closure"] if loop else None})

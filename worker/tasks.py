@@ -109,7 +109,10 @@ def generate(job_id: str) -> None:
             if motion is not None and motion.kind == "panorama_clip":
                 log.info("job %s: the clip's motion was measured with %s", job_id, generator.flow_backend.name)
             outputs = _store_outputs(rt, job_id, prediction.files)
-        store.transition(job_id, "succeeded", seed=prediction.seed, outputs=outputs, timings=prediction.timings)
+        store.transition(
+            job_id, "succeeded", seed=prediction.seed, outputs=outputs, timings=prediction.timings,
+            quality_figures=prediction.quality_figures,
+        )  # fmt: skip
     except GenerationCanceled:
         store.transition(job_id, "canceled", **cancel_fields(job))
     except LeaseLost:

@@ -23,6 +23,8 @@ def list_models(svc: Svc) -> ModelList:
                 available=installed,
                 defaults=spec.generation_defaults,
                 limits=spec.generation_limits,
+                native_size=spec.native_size,
+                presets=spec.quality_presets,
             )
         )
     return ModelList(models=models)

@@ -12,7 +12,8 @@ import torch
 from models.context_windows import ContextWindows
 from models.enhancements import Enhancements, roll_features
 from models.media.evaluate import composition_difference
-from models.refine import refine_sizes, refine_start, upscale_latents
+from models.refine import upscale_latents
+from models.refine_plan import refine_sizes, refine_start
 from models.spatial_blend import blend_regions, crop, crop_features
 from models.spatial_windows import SpatialWindows
 from models.vae_tiling import VaeTiling, automatic_tiling

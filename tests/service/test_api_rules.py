@@ -235,3 +235,25 @@ def test_long_video_requests_are_checked_before_anything_is_queued(make_api) -> 
         assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][-1] == "interpolate_to", answer.text
     assert api.post("/generate", json={"prompt": "x", "interpolate_to": 24}).status_code == 202
     assert api.get("/jobs").json()["total"] == 2  # the refused requests queued nothing
+
+
+def test_quality_presets_solvers_and_sizes_above_the_native_one(make_api) -> None:
+    api = make_api()
+    tiny = api.get("/models").json()["models"][0]
+    assert tiny["native_size"] == [64, 128] and tiny["limits"]["max_height"] == 256
+    assert tiny["presets"]["draft"] == {"scheduler": "unipc", "steps": 3}
+    draft = api.post("/generate", json={"prompt": "x", "quality": "draft"}).json()["request"]
+    assert (draft["quality"], draft["scheduler"], draft["steps"]) == ("draft", "unipc", 3)
+    chosen = api.post("/generate", json={"prompt": "x", "quality": "draft", "steps": 7, "scheduler": "dpmpp_2m"})
+    assert (chosen.json()["request"]["scheduler"], chosen.json()["request"]["steps"]) == ("dpmpp_2m", 7)
+    plain = api.post("/generate", json={"prompt": "x"}).json()["request"]
+    assert (plain["scheduler"], plain["steps"], plain["refine"]) == ("ddim", 4, True)  # as before presets existed
+    large = api.post("/generate", json={"prompt": "x", "height": 256, "refine": False}).json()["request"]
+    assert (large["height"], large["width"], large["refine"]) == (256, 512, False)
+    for change, field in [
+        ({"scheduler": "euler"}, "scheduler"),
+        ({"quality": "best"}, "quality"),
+        ({"height": 320}, "height"),
+    ]:
+        refused = api.post("/generate", json={"prompt": "x", **change})
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", field], refused.text

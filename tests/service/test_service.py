@@ -182,6 +182,22 @@ def test_api_imports_without_torch(tmp_path) -> None:
     assert int(done.stdout) >= 10  # every route is there: /generate, /jobs..., /flows, /models, health, files
 
 
+def test_a_job_above_the_native_size_is_refined_in_windows_and_scored(client, tmp_path) -> None:
+    """256 x 512 is 16x the tiny model's native area: spatial windows, a refine stage, and the quality figures."""
+    body = {"prompt": "a canyon", "num_frames": 4, "height": 256, "steps": 2, "guidance_scale": 1.0, "seed": 3}
+    job = wait_for(client, client.post("/generate", json=body).json()["id"], TERMINAL, timeout=180)
+    assert job["state"] == "succeeded", job["error"]
+    assert job["request"]["width"] == 512 and job["request"]["refine"] is True
+    assert job["progress"]["total"] > 2  # the refine stages' steps are counted too
+    figures = job["quality_figures"]
+    assert 0.5 < figures["seam_ratio"] < 2 and 0.5 < figures["spatial_window_seam_ratio"] < 2, figures
+    assert figures["loop_closure"] is None and figures["window_seam_ratio"] is None  # not a loop; one window
+    assert job["timings"]["step_s"] > 0
+    (tmp_path / "big.mp4").write_bytes(client.get(job["outputs"]["video_url"]).content)
+    probe = video_stream(tmp_path / "big.mp4")
+    assert (probe["width"], probe["height"], int(probe["nb_read_frames"])) == (512, 256, 4)
+
+
 def test_the_cli_and_the_service_make_the_same_frames(client, tmp_path) -> None:
     """One Generator serves `dvd360 generate` and the worker: a fixed-seed request gives bit-identical frames."""
     request = {"num_frames": 8, "height": 64, "width": 128, "steps": 3, "seed": 21, "guidance_scale": 6.0}
