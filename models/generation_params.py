@@ -67,7 +67,7 @@ TINY_DEFAULTS = GenerationDefaults(num_frames=8, height=64, width=128, steps=4)
 # 256 x 512: 16 x the tiny model's native area, enough to exercise spatial windows and still seconds on a CPU
 TINY_LIMITS = GenerationLimits(max_frames=128, max_height=256, max_steps=100)
 
-# Chosen from docs/performance-solvers.md: relative L2 error of the final latents to the 100-step DDIM solution,
+# Chosen from docs/performance.md: relative L2 error of the final latents to the 100-step DDIM solution,
 # latent rotation on, random weights at 64 x 128, full-size / tiny (DDIM-25, the published sampling: 0.160 / 0.164).
 # UniPC was the closest solver at every step count below 25 on both sizes. SD-1.5: draft 5 steps (0.173 / 0.157:
 # DDIM-25's error at a fifth of its steps; on an H100 about 1.6 s for 16 x 512 x 1024 compiled, projected from

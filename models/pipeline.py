@@ -212,7 +212,7 @@ class Panorama360Pipeline:
     max_frames: int = GenerationLimits().max_frames
     # Pixels by which neighbouring spatial windows overlap at least (a multiple of 64). 0: windows tile the picture
     # and move every step, like the temporal windows, so every latent pixel is computed once per step (the time per
-    # pixel of the native size); more blends wider bands at the cost of more windows (docs/performance-highres.md).
+    # pixel of the native size); more blends wider bands at the cost of more windows (docs/performance.md).
     spatial_overlap: int = 0
 
     @cached_property

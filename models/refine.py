@@ -7,7 +7,7 @@ again to `refine_strength` of the schedule and denoises the rest of the schedule
 then add detail to a composition they are given instead of composing each window on its own, which repeats
 content across windows (MultiDiffusion, DynamicScaler). The latents are upscaled, not decoded frames: decoding,
 resizing and encoding again costs a VAE round trip at the larger size (an untiled encoder's activations grow with
-the area) and, measured with random weights, kept the composition worse (docs/performance-highres.md).
+the area) and, measured with random weights, kept the composition worse (docs/performance.md).
 """
 
 from __future__ import annotations

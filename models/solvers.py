@@ -20,7 +20,7 @@ from models.generation_params import SOLVERS
 
 # Each solver's class and the options set on top of the pipeline scheduler's config (the AnimateDiff schedule:
 # linear betas 0.00085-0.012, 1000 training steps, steps_offset 1), chosen by measurement
-# (docs/performance-solvers.md, benchmarks/bench_solvers.py). "trailing" timesteps start at t = 999, pure noise:
+# (docs/performance.md, benchmarks/bench_solvers.py). "trailing" timesteps start at t = 999, pure noise:
 # with DDIM's "leading" spacing 10 steps start at t = 901 and both solvers ended as far from the 100-step solution
 # as DDIM itself (0.40). Second order, a first-order last step (UniPC's order-2 update into sigma zero gives inf;
 # bh1 gave NaN), ending at sigma zero like DDIM's `set_alpha_to_one`. Karras sigmas were 16-20% closer at 5-10
