@@ -60,7 +60,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     SERVE_LOG.parent.mkdir(exist_ok=True)
     log = open(SERVE_LOG, "w")  # noqa: SIM115 (closed in the teardown)
-    from tests.processes import kill_sessions, spawn, wait_ready
+    from tests.processes import spawn, stop, wait_ready
 
     # --verbose: the workers' and the API's output in SERVE_LOG, where the tests read it
     dvd360 = str(Path(sys.executable).parent / "dvd360")
@@ -75,11 +75,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, [proc], SERVE_LOG)
     yield url
-    proc.terminate()  # serve stops its children
     try:
-        proc.wait(timeout=30)
+        stop(proc, timeout_s=30)  # serve stops its children; whatever did not stop in time is killed
     finally:
-        kill_sessions({proc.pid})  # whatever did not stop in time
         log.close()
 
 

@@ -57,6 +57,16 @@ def kill_sessions(sessions: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def stop(process: subprocess.Popen, timeout_s: float = 60) -> None:
+    """SIGTERM a process that stops its own children (`dvd360 serve`), wait for it, then kill whatever of its
+    session is left (what did not stop in time)."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    finally:
+        kill_sessions({process.pid})
+
+
 WEED_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
               "s3.port.grpc", "admin.port", "admin.port.grpc", "webdav.port")  # fmt: skip
 

@@ -18,8 +18,9 @@ def plain(output: str) -> str:
 
 
 def last_json(output: str) -> dict:
-    """The JSON summary a command prints last (after any progress bar on the same line)."""
-    return json.loads(output[output.rindex("{") :])
+    """The JSON summary a command prints last (after any progress bar on the same line); it may nest objects."""
+    line = output.strip().splitlines()[-1].split("\r")[-1]
+    return json.loads(line[line.index("{") :])
 
 
 def decoded_md5(path: Path) -> str:

@@ -207,10 +207,9 @@ def test_switched_off_by_the_environment(monkeypatch, winograd_calls):
     assert winograd_calls == []
 
 
-@pytest.mark.parametrize("compiler", ["/nonexistent/cc", "false"])
-def test_without_a_working_compiler_torch_computes_it(monkeypatch, tmp_path, caplog, winograd_calls, compiler):
-    monkeypatch.setenv("DVD360_NATIVE_CACHE", str(tmp_path))  # nothing built there yet
-    monkeypatch.setenv("CC", compiler)
+def torch_computes_it(caplog, winograd_calls) -> list[str]:
+    """Two convolutions with the native kernels unavailable: torch's result, no Winograd call; the native module's
+    warnings."""
     x = torch.randn(2, 32, 16, 32)
     conv = padded_conv()
     with caplog.at_level(logging.WARNING, logger="models.native"), torch.no_grad():
@@ -218,8 +217,15 @@ def test_without_a_working_compiler_torch_computes_it(monkeypatch, tmp_path, cap
         conv(x)
     assert winograd_calls == []
     close(out, F.conv2d(x, conv.weight, conv.bias, padding=1))
-    warnings = [r for r in caplog.records if r.name == "models.native"]
-    assert len(warnings) == 1 and "torch's own" in warnings[0].getMessage()  # once per process, not per call
+    return [r.getMessage() for r in caplog.records if r.name == "models.native"]
+
+
+@pytest.mark.parametrize("compiler", ["/nonexistent/cc", "false"])
+def test_without_a_working_compiler_torch_computes_it(monkeypatch, tmp_path, caplog, winograd_calls, compiler):
+    monkeypatch.setenv("DVD360_NATIVE_CACHE", str(tmp_path))  # nothing built there yet
+    monkeypatch.setenv("CC", compiler)
+    warnings = torch_computes_it(caplog, winograd_calls)
+    assert len(warnings) == 1 and "torch's own" in warnings[0]  # once per process, not per call
     assert not list(tmp_path.glob("*.so"))  # no half-built library left behind
 
 
@@ -335,14 +341,7 @@ def test_a_library_without_the_kernels_leaves_torch_computing(monkeypatch, tmp_p
     monkeypatch.setenv("DVD360_NATIVE_CACHE", str(tmp_path / "cache"))
     target = plant(native.library_path("winograd_f43", compiler), compiler, "int winograd_filter;\n")
     record_digest(target)
-    x = torch.randn(2, 32, 16, 32)
-    conv = padded_conv()
-    with caplog.at_level(logging.WARNING, logger="models.native"), torch.no_grad():
-        out = conv(x)
-        conv(x)
-    assert winograd_calls == []
-    close(out, F.conv2d(x, conv.weight, conv.bias, padding=1))
-    warnings = [r.getMessage() for r in caplog.records if r.name == "models.native"]
+    warnings = torch_computes_it(caplog, winograd_calls)
     assert len(warnings) == 1 and "lacks winograd_input, winograd_output" in warnings[0], warnings
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tests.processes import kill_sessions, spawn
+from tests.processes import spawn, stop
 
 pytestmark = pytest.mark.integration
 DVD360 = str(Path(sys.executable).parent / "dvd360")
@@ -52,8 +52,4 @@ def test_auth_on_prints_a_key_kept_in_the_data_folder(tmp_path) -> None:
             assert api.get("/jobs", headers={"X-API-Key": key}).status_code == 200
             assert api.get("/jobs", headers={"Authorization": f"Bearer {key}"}).json()["total"] == 0
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        finally:
-            kill_sessions({proc.pid})
+        stop(proc)

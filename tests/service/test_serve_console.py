@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tests.processes import kill_sessions, processes_in_sessions, spawn, wait_ready
+from tests.processes import kill_sessions, processes_in_sessions, spawn, stop, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # a loaded 2-core machine starts serve slowly
 DVD360 = str(Path(sys.executable).parent / "dvd360")
@@ -49,11 +49,7 @@ def running(tmp_path_factory):
             time.sleep(0.2)
         yield SimpleNamespace(proc=proc, data=data, url=url, console=console)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        finally:
-            kill_sessions({proc.pid})
+        stop(proc)
 
 
 def refused(command: list[str], log: Path) -> tuple[int, str, int]:
