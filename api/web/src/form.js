@@ -1,5 +1,5 @@
-// The Create form: filled from GET /models (each model's defaults and limits) or from a job's request (a shared
-// link), read into a POST /generate body.
+// The Create form: filled from GET /models (each model's defaults, limits, native size and quality presets) or from a
+// job's request (a shared link), read into a POST /generate body.
 const $ = (id) => document.getElementById(id);
 
 // Used only when a server's /models has no defaults or limits: small, so a CPU run stays short.
@@ -17,7 +17,7 @@ let models = [];
 // The chosen model as the form uses it: {defaults, native: [height, width], presets: {quality: {scheduler, steps}}}
 let chosen = { defaults: FALLBACK.defaults, native: [FALLBACK.defaults.height, FALLBACK.defaults.width], presets: {} };
 
-const area = (height) => `${height} × ${2 * height}`;
+const sizeText = (height) => `${height} × ${2 * height}`;
 const chosenHeight = () => Number($("size").value.split("x")[0]);
 
 function setNumber(input, value, min, max) {
@@ -28,15 +28,15 @@ function setNumber(input, value, min, max) {
 // "128 × 256 · refined, slower": the native size marked, larger ones say how they are made and that they cost more.
 function sizeLabel(height) {
   const native = chosen.native[0];
-  if (height === native) return `${area(height)} · native`;
-  if (height > native) return `${area(height)} · ${$("refine").checked ? "refined" : "windowed"}, slower`;
-  return area(height);
+  if (height === native) return `${sizeText(height)} · native`;
+  if (height > native) return `${sizeText(height)} · ${$("refine").checked ? "refined" : "windowed"}, slower`;
+  return sizeText(height);
 }
 
 function sizeOptions(maxHeight, selected) {
   const options = [];
   for (let h = SIZE_STEP; h <= maxHeight; h += SIZE_STEP) {
-    const option = new Option(area(h), `${h}x${2 * h}`);
+    const option = new Option(sizeText(h), `${h}x${2 * h}`);
     option.selected = h === selected;
     options.push(option);
   }
@@ -126,7 +126,7 @@ export function describeLength() {
 function selectSize(height, width) {
   const value = `${height}x${width}`;
   const select = $("size");
-  if (![...select.options].some((o) => o.value === value)) select.add(new Option(area(height), value));
+  if (![...select.options].some((o) => o.value === value)) select.add(new Option(sizeText(height), value));
   select.value = value;
 }
 
