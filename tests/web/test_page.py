@@ -103,6 +103,67 @@ def no_sideways_scroll(page) -> tuple[int, int]:
     return page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
 
 
+def choice_fits(page, selector: str) -> bool:
+    """Whether the select's chosen option is written out whole in it (room left for its arrow)."""
+    return page.evaluate(
+        """select => {
+        const probe = Object.assign(document.createElement('span'), {textContent: select.selectedOptions[0].text});
+        probe.style.font = getComputedStyle(select).font;
+        document.body.append(probe);
+        const fits = probe.getBoundingClientRect().width + 24 <= select.clientWidth;
+        probe.remove();
+        return fits;
+    }""",
+        page.locator(selector).element_handle(),
+    )
+
+
+def size_labels(page) -> dict[str, str]:
+    """The size select's options, value ("128x256") to label, in their order."""
+    return dict(page.evaluate("[...document.querySelector('#size').options].map(o => [o.value, o.text])"))
+
+
+def shown_figures(page) -> dict[str, float]:
+    """The quality figures and the step time the Watch panel shows (waited for), by the name it gives them."""
+    page.wait_for_selector("#job-figures", state="visible", timeout=15_000)
+    text = page.text_content("#job-figures")
+    assert "about 1: the flaw does not show" in text, text  # what the ratios mean, seen without hovering
+    named = r"(spatial window seams|window seams|loop closure|seam) (\d+\.\d\d)"
+    shown = {name: float(value) for name, value in re.findall(named, text)}
+    step = re.search(r"([\d.]+) s per step", text)
+    if step:
+        shown["per step"] = float(step.group(1))
+    return shown
+
+
+def assert_figures_match(shown: dict[str, float], job: dict, names: dict[str, str]) -> None:
+    """`shown` has exactly the figures in `names` (the page's name to the job's field), each as the job has it to two
+    decimals, and the mean step time to two figures."""
+    assert set(shown) == {*names, "per step"}, shown
+    for name, field in names.items():
+        assert abs(shown[name] - job["quality_figures"][field]) <= 0.0051, (name, shown, job["quality_figures"])
+    step = job["timings"]["step_s"]
+    assert step > 0 and abs(shown["per step"] - step) <= 0.051 * step, (shown, job["timings"])
+
+
+def sd15_like_model() -> dict:
+    """An SD-1.5 model as GET /models lists one (the code's own defaults, limits, native size and presets): the
+    embedded service has only the tiny model, and the form must follow a switch between the two."""
+    from api.schemas import Model
+    from models.generation_params import NATIVE_HEIGHT, SD15_PRESETS, GenerationDefaults, GenerationLimits
+
+    return Model(
+        name="sd15-test",
+        description="an SD-1.5 model, listed by the test",
+        installed=True,
+        available=True,
+        defaults=GenerationDefaults(),
+        limits=GenerationLimits(),
+        native_size=(NATIVE_HEIGHT, 2 * NATIVE_HEIGHT),
+        presets=SD15_PRESETS,
+    ).model_dump(mode="json")
+
+
 def finished_job(page, timeout_ms: int = 180_000) -> str:
     page.wait_for_function(TERMINAL_JS, timeout=timeout_ms)
     return page.get_attribute("#job-status", "data-state")
@@ -139,6 +200,9 @@ SHARED_REQUEST = {
     "seed": 7,
     "fps": 10,
     "loop": True,
+    "quality": "draft",
+    "scheduler": "dpmpp_2m",  # not draft's own solver (unipc)
+    "refine": False,  # 128 x 256 is above the tiny model's native 64 x 128: spatial windows from noise
 }
 
 
@@ -179,19 +243,7 @@ def test_desktop_layout_and_the_form_follows_the_models(open_page, service) -> N
     assert width <= inner
     create, watch = page.locator("section.create").bounding_box(), page.locator("#watch").bounding_box()
     assert watch["x"] >= create["x"] + create["width"] and abs(watch["y"] - create["y"]) < 2, "not side by side"
-    # the selected model's name fits its select
-    fits = page.evaluate(
-        """() => {
-        const select = document.querySelector('#base-model');
-        const probe = Object.assign(document.createElement('span'), {textContent: select.selectedOptions[0].text});
-        probe.style.font = getComputedStyle(select).font;
-        document.body.append(probe);
-        const fits = probe.getBoundingClientRect().width + 24 <= select.clientWidth;
-        probe.remove();
-        return fits;
-    }"""
-    )
-    assert fits, "the model's name is cut off in its select"
+    assert choice_fits(page, "#base-model"), "the model's name is cut off in its select"
     page_shot(page, "desktop-1280x800")
 
     model = tiny_model(service)
@@ -204,8 +256,8 @@ def test_desktop_layout_and_the_form_follows_the_models(open_page, service) -> N
     assert page.get_attribute("#steps", "max") == str(limits["max_steps"])
     assert page.input_value("#size") == f"{defaults['height']}x{defaults['width']}"
     assert page.input_value("#fps") == str(defaults["fps"])
-    largest = page.evaluate("document.querySelector('#size').options[0].value")
-    assert largest == f"{limits['max_height']}x{2 * limits['max_height']}"
+    sizes = page.evaluate("[...document.querySelector('#size').options].map(o => o.value)")
+    assert sizes[0] == "64x128" and sizes[-1] == f"{limits['max_height']}x{2 * limits['max_height']}", sizes
 
     # length and loop controls reach the request (answered here by the test, so no job runs)
     sent = []
@@ -225,6 +277,8 @@ def test_desktop_layout_and_the_form_follows_the_models(open_page, service) -> N
     page.wait_for_selector("#form-error:has-text('num_frames: stopped by the test')", timeout=10_000)
     assert sent[0]["loop"] is True and sent[0]["interpolate_to"] == 24
     assert sent[0]["num_frames"] == limits["max_frames"] and sent[0]["base_model"] == "tiny"
+    # quality, solver and refine left as they are: the request leaves them to the model (and the API's default)
+    assert not {"quality", "scheduler", "refine"} & set(sent[0]), sent[0]
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
@@ -234,7 +288,7 @@ def test_a_finished_job_keeps_pause_download_and_share_in_view(open_page, shared
     page = open_page(viewport, path=f"/#job={shared_job['id']}")
     page.wait_for_selector("#job-status[data-state=succeeded]", timeout=15_000)
     page.wait_for_selector(".view-tile", state="visible", timeout=15_000)
-    wait_in_view(page, ["#viewer", "#play", "#download", "#share"])
+    wait_in_view(page, ["#job-figures", "#viewer", "#play", "#download", "#share"])
     if viewport is DESKTOP:
         assert page.evaluate("window.scrollY") == 0, "the page scrolled to show the controls"
     assert page.get_attribute("#current-prompt", "title") == SHARED_REQUEST["prompt"]  # shown cut to two lines
@@ -249,10 +303,8 @@ def test_a_shared_link_fills_the_form_with_the_jobs_settings(open_page, shared_j
     page.wait_for_function(
         "prompt => document.querySelector('#prompt').value === prompt", arg=SHARED_REQUEST["prompt"], timeout=15_000
     )
-    values = {
-        selector: page.input_value(selector)
-        for selector in ("#negative-prompt", "#base-model", "#num-frames", "#steps", "#size", "#fps", "#guidance")
-    }
+    selectors = ("#negative-prompt", "#base-model", "#num-frames", "#steps", "#size", "#fps", "#guidance")
+    values = {selector: page.input_value(selector) for selector in (*selectors, "#quality", "#scheduler")}
     assert values == {
         "#negative-prompt": "blurry",
         "#base-model": "tiny",
@@ -261,7 +313,12 @@ def test_a_shared_link_fills_the_form_with_the_jobs_settings(open_page, shared_j
         "#size": "128x256",
         "#fps": "10",
         "#guidance": "6.5",
+        "#quality": "draft",
+        "#scheduler": "dpmpp_2m",
     }
+    # the advanced settings the job changed are shown: refine off (offered at this size)
+    assert page.evaluate("document.querySelector('#advanced').open")
+    assert page.is_enabled("#refine") and not page.is_checked("#refine")
     assert page.input_value("#seed") == str(shared_job["seed"]) == "7"
     assert page.is_checked("#loop") and page.input_value("#interpolate-to") == ""
     assert page.is_checked("input[name=motion][value=none]")
@@ -272,6 +329,118 @@ def test_a_shared_link_fills_the_form_with_the_jobs_settings(open_page, shared_j
     page.click("#submit")
     page.wait_for_function("() => document.querySelector('#form-error').textContent !== ''", timeout=10_000)
     assert {k: sent[0][k] for k in SHARED_REQUEST} == SHARED_REQUEST
+
+
+def test_a_finished_loops_quality_figures_and_step_time_are_shown(open_page, shared_job) -> None:
+    """The shared job (a loop, above the native size in spatial windows, one temporal window): its seam, spatial
+    window seams and loop closure under its status, with the mean step time; no temporal window seams (null)."""
+    page = open_page(DESKTOP, path=f"/#job={shared_job['id']}")
+    page.wait_for_selector("#job-status[data-state=succeeded]", timeout=15_000)
+    assert shared_job["quality_figures"]["window_seam_ratio"] is None, shared_job["quality_figures"]
+    names = {"seam": "seam_ratio", "spatial window seams": "spatial_window_seam_ratio", "loop closure": "loop_closure"}
+    assert_figures_match(shown_figures(page), shared_job, names)
+    # each figure says in its tooltip what it compares and how to read it
+    titles = page.eval_on_selector_all("#job-figures .figure", "spans => spans.map(s => s.title)")
+    assert len(titles) == 4 and all("about 1: the flaw does not show" in t for t in titles[:3]), titles
+    # another job's page starts without them
+    page.evaluate("location.hash = '#job=0123456789abcdef0123456789abcdef'")
+    page.wait_for_selector("#job-status[data-state=unknown]", timeout=15_000)
+    assert not page.is_visible("#job-figures")
+
+
+def test_the_size_and_quality_choices_follow_the_chosen_model(open_page, service) -> None:
+    """Sizes 2:1 from 64 to the model's max height, its native size marked, larger ones saying how they are made and
+    that they take longer; refine offered only above the native size; a quality fills its preset's steps and names
+    its solver; a switch to another model (an SD-1.5 one, listed by the test) re-fills all of it from that model's
+    limits and presets, and what is chosen reaches the request. At phone width, where the labels have least room."""
+    tiny, sd15 = tiny_model(service), sd15_like_model()
+    page = open_page(PHONE)
+    page.route("**/models", lambda route: route.fulfill(json={"models": [tiny, sd15]}))
+    page.reload()
+    page.wait_for_selector("#base-model option[value=sd15-test]", state="attached", timeout=15_000)
+
+    labels = size_labels(page)
+    assert list(labels) == [f"{h}x{2 * h}" for h in range(64, tiny["limits"]["max_height"] + 1, 64)], labels
+    assert labels["64x128"] == "64 × 128 · native" and tiny["native_size"] == [64, 128]
+    assert labels["128x256"] == "128 × 256 · refined, slower" and labels["256x512"] == "256 × 512 · refined, slower"
+    assert page.input_value("#size") == "64x128" and page.is_disabled("#refine")
+    page.select_option("#size", "128x256")
+    assert page.is_enabled("#refine") and page.is_checked("#refine")
+    hint = page.text_content("#size-hint")
+    assert hint.startswith("4× the pixels of the native 64 × 128: made at 64 × 128, upscaled 2×"), hint
+    page.click("#advanced summary")
+    page.uncheck("#refine")
+    assert size_labels(page)["128x256"] == "128 × 256 · windowed, slower"
+    assert "denoised in 64 × 128 windows" in page.text_content("#size-hint")
+
+    assert page.input_value("#steps") == str(tiny["defaults"]["steps"])
+    assert page.text_content("#scheduler option[value='']") == "default: ddim"
+    page.select_option("#quality", "standard")
+    standard = tiny["presets"]["standard"]
+    assert page.input_value("#steps") == str(standard["steps"])
+    assert page.text_content("#scheduler option[value='']") == f"the quality's: {standard['scheduler']}"
+
+    # SD-1.5: 64 to 2048 high, its native 512 x 1024 the default; the quality stays, with this model's preset
+    page.select_option("#base-model", "sd15-test")
+    labels = size_labels(page)
+    assert len(labels) == 32 and list(labels)[-1] == "2048x4096", labels
+    assert labels["512x1024"] == "512 × 1024 · native" and labels["448x896"] == "448 × 896"
+    assert labels["2048x4096"] == "2048 × 4096 · windowed, slower"  # refine is still off
+    assert page.input_value("#size") == "512x1024" and page.is_disabled("#refine")
+    assert page.input_value("#quality") == "standard"
+    assert page.input_value("#steps") == str(sd15["presets"]["standard"]["steps"]) != str(standard["steps"])
+    page.select_option("#size", "2048x4096")
+    assert page.is_enabled("#refine") and page.text_content("#size-hint").startswith("16× the pixels")
+    assert choice_fits(page, "#size"), "the size's label is cut off in its select"
+    assert no_sideways_scroll(page)[0] <= PHONE["width"]
+    page.select_option("#scheduler", "ddim")
+
+    sent = []
+    page.route("**/generate", lambda route: (sent.append(route.request.post_data_json), route.abort()))
+    page.fill("#prompt", "a large one")
+    page.click("#submit")
+    page.wait_for_function("() => document.querySelector('#form-error').textContent !== ''", timeout=10_000)
+    chosen = {k: sent[0].get(k) for k in ("base_model", "height", "width", "quality", "scheduler", "refine", "steps")}
+    assert chosen == {
+        "base_model": "sd15-test",
+        "height": 2048,
+        "width": 4096,
+        "quality": "standard",
+        "scheduler": "ddim",
+        "refine": False,
+        "steps": sd15["presets"]["standard"]["steps"],
+    }
+
+    # back to the tiny model: its four sizes and its own preset's steps
+    page.select_option("#base-model", "tiny")
+    assert len(size_labels(page)) == 4 and page.input_value("#size") == "64x128" and page.is_disabled("#refine")
+    assert page.input_value("#steps") == str(standard["steps"])
+
+
+@pytest.mark.timeout(240)
+def test_the_chosen_size_quality_solver_and_refine_reach_the_job(open_page, service) -> None:
+    """A job made with the form's size, quality, solver and refine has them in its stored request, and its figures
+    (seam and spatial window seams: a 1-step job in windows above the native size; no loop closure, not a loop)
+    show when it ends."""
+    tiny = tiny_model(service)
+    page = open_page(DESKTOP)
+    page.fill("#prompt", "a size, quality and solver of its own")
+    page.select_option("#size", "128x256")
+    page.select_option("#quality", "draft")
+    assert page.input_value("#steps") == str(tiny["presets"]["draft"]["steps"])
+    page.fill("#steps", "1")  # given steps win over the preset's, as in the API; one step keeps the job short
+    page.fill("#guidance", "1")  # no classifier-free guidance: one UNet pass a step
+    page.click("#advanced summary")
+    page.select_option("#scheduler", "ddim")
+    page.uncheck("#refine")
+    page.click("#submit")
+    assert finished_job(page) == "succeeded", page.text_content("#job-status")
+    job_id = page.text_content("#current-job").strip()
+    job = httpx.get(f"{service}/jobs/{job_id}", timeout=10).json()
+    chosen = {k: job["request"][k] for k in ("height", "width", "quality", "scheduler", "refine", "steps")}
+    assert chosen == {"height": 128, "width": 256, "quality": "draft", "scheduler": "ddim", "refine": False, "steps": 1}
+    names = {"seam": "seam_ratio", "spatial window seams": "spatial_window_seam_ratio"}
+    assert_figures_match(shown_figures(page), job, names)
 
 
 def test_gallery_tiles_show_when_size_and_frames(open_page, shared_job) -> None:

@@ -13,3 +13,8 @@ export function timeElement(seconds) {
     textContent: when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }),
   });
 }
+
+// A short time kept to two figures: 0.042 s, 0.21 s, 2.4 s, 31 s
+export function seconds(value) {
+  return `${value < 10 ? Number(value.toPrecision(2)) : Math.round(value)} s`;
+}

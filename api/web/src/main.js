@@ -1,6 +1,7 @@
 // The page: the Create form, the live view of the current job in the 360° viewer, the gallery and the job list.
 import { api, apiKey } from "./api.js";
 import { TERMINAL, watchJob } from "./events.js";
+import { showFigures } from "./figures.js";
 import { checkPrompt, fillFromJob, fillModels, listenForm, motionChoice, readParams } from "./form.js";
 import { duration } from "./format.js";
 import { showJobs, showJobsError } from "./jobs.js";
@@ -80,6 +81,7 @@ function showEnd(job) {
   } else setStatus(job.state, reasons[job.state] ? `${job.state}: ${reasons[job.state]}` : job.state);
   setPercent(job.state === "succeeded" ? 100 : Number($("progress-bar").dataset.percent || 0));
   setMode("");
+  showFigures($("job-figures"), job.state === "succeeded" ? job : null);
   const outputs = job.outputs || {};
   if (job.state !== "succeeded" || !outputs.video_url) {
     viewer.clear(); // an unfinished preview is no result
@@ -162,7 +164,7 @@ async function openJob(id, { fill = false, reveal = null } = {}) {
     viewer.message = "Opening the job…";
     setMode("");
     setPercent(0);
-    $("views").hidden = $("download").hidden = $("share-info").hidden = true;
+    $("views").hidden = $("download").hidden = $("share-info").hidden = $("job-figures").hidden = true;
     $("play").disabled = true;
   }
   localStorage.setItem(CURRENT_STORAGE, id);
