@@ -22,7 +22,10 @@ def list_models(svc: Svc) -> ModelList:
                 installed=installed,
                 available=installed,
                 defaults=spec.generation_defaults,
-                limits=spec.generation_limits,
+                # what this server accepts: the model's limits within the server's own height cap
+                limits=spec.generation_limits.model_copy(
+                    update={"max_height": min(spec.generation_limits.max_height, svc.settings.max_height)}
+                ),
                 native_size=spec.native_size,
                 presets=spec.quality_presets,
             )
