@@ -114,12 +114,11 @@ class GenerationRequest(BaseModel):
                 raise ValueError(reason)
         return value
 
-    def resolve(
-        self, spec: ModelSpec, *, server_max_height: int | None = None, frames_available: int | None = None
-    ) -> GenerationRequest:
-        """This request with `spec`'s defaults where a field was left out (one side of the size gives the other),
-        checked against the model's limits, the server's height cap and, given the motion's length, the frames it
-        can condition. Raises RequestError naming the field."""
+    def resolve(self, spec: ModelSpec, *, server_max_height: int | None = None) -> GenerationRequest:
+        """This request with `spec`'s defaults where a field was left out (one side of the size gives the other;
+        a `quality` gives a solver and steps), checked against the model's limits and the server's height cap.
+        Raises RequestError naming the field. A motion condition's length is checked by `check_motion_length` once
+        the file is read."""
         if self.base_model != spec.name:
             raise RequestError("base_model", f"base_model {self.base_model!r} is not {spec.name!r}")
         scheduler, steps = spec.sampling(self.quality, self.scheduler, self.steps)
@@ -132,10 +131,7 @@ class GenerationRequest(BaseModel):
             check_rate(params["interpolate_to"], params["fps"])
         except ValueError as exc:
             raise RequestError("interpolate_to", str(exc)) from None
-        resolved = self.model_copy(update=params)
-        if frames_available is not None:
-            resolved.check_motion_length(frames_available)
-        return resolved
+        return self.model_copy(update=params)
 
     def check_motion_length(self, frames_available: int) -> None:
         """A motion condition shorter than the video is refused before a job is made (unless `loop` repeats it)."""
