@@ -696,7 +696,7 @@ def test_a_cut_event_stream_resumes_with_last_event_id(open_page, service) -> No
 
     page.route("**/jobs/*/events", cut_the_first_stream)
     page.fill("#prompt", "a stream cut short")
-    page.fill("#steps", "2")
+    page.fill("#steps", "30")  # long enough that the first stream is cut before the job ends, on a fast machine too
     page.click("#submit")
     assert finished_job(page) == "succeeded", page.text_content("#job-status")
     assert not {"succeeded", "failed", "canceled"} & set(cut["events"]), cut
