@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.datastructures import FormData
 
-from api.deps import Reader, Services, Svc, Writer
+from api.deps import Caller, Reader, Services, Svc, Writer
 from api.event_hub import Hub
 from api.job_headers import cancel_after_s, prefer_wait
 from api.job_view import base_url, public_job
@@ -46,6 +46,29 @@ def form_fields(form: FormData) -> dict[str, Any]:
         if isinstance(value, str):
             fields.setdefault(name, []).append(value)
     return {name: values if name in LIST_FIELDS else values[-1] for name, values in fields.items()}
+
+
+async def _accept(
+    request: Request, svc: Services, caller: Caller, idempotency_key: str | None, deadline: dict
+) -> tuple[JobRecord, bool]:
+    """The body as JSON, or multipart with the motion file inline, accepted as a job: (job, replayed?)."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=40) as form:
+            fields = form_fields(form)
+            kind = fields.pop("kind", "flow_video")
+            upload = form.get("file")
+            if isinstance(upload, str):
+                raise HTTPException(422, "the multipart field `file` must be a file upload")
+            body = parse_generate(fields | deadline)
+            return await run_in_threadpool(accept, svc, caller.owner, body, idempotency_key, upload, kind)
+    try:
+        data = json.loads(await request.body(), parse_constant=non_finite)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise HTTPException(
+            422, "the body must be a JSON object with finite numbers (or multipart/form-data with a file)"
+        ) from None
+    body = parse_generate(data | deadline if isinstance(data, dict) else data)
+    return await run_in_threadpool(accept, svc, caller.owner, body, idempotency_key)
 
 
 def non_finite(constant: str) -> float:
@@ -86,39 +109,26 @@ async def create_job(
     is then (`Preference-Applied: wait=N` either way). `Cancel-After` sets `deadline_s`."""
     wait_s = prefer_wait(prefer)
     deadline = {"deadline_s": seconds} if (seconds := cancel_after_s(cancel_after)) is not None else {}
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_fields=40) as form:
-            fields = form_fields(form)
-            kind = fields.pop("kind", "flow_video")
-            upload = form.get("file")
-            if isinstance(upload, str):
-                raise HTTPException(422, "the multipart field `file` must be a file upload")
-            body = parse_generate(fields | deadline)
-            job, replayed = await run_in_threadpool(accept, svc, caller.owner, body, idempotency_key, upload, kind)
-    else:
-        try:
-            data = json.loads(await request.body(), parse_constant=non_finite)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise HTTPException(
-                422, "the body must be a JSON object with finite numbers (or multipart/form-data with a file)"
-            ) from None
-        body = parse_generate(data | deadline if isinstance(data, dict) else data)
-        job, replayed = await run_in_threadpool(accept, svc, caller.owner, body, idempotency_key)
-    headers = {"Location": f"/jobs/{job.id}"}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    status = 202
-    if wait_s is not None:
-        headers["Preference-Applied"] = f"wait={wait_s}"
-        watch = await hub.watch(caller)
-        try:
+    # a wait holds one of the key's stream slots: taken before the job is made, so a full key makes nothing
+    watch = await hub.watch(caller) if wait_s is not None else None
+    try:
+        job, replayed = await _accept(request, svc, caller, idempotency_key, deadline)
+        headers = {"Location": f"/jobs/{job.id}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        status = 202
+        if watch is not None:
+            headers["Preference-Applied"] = f"wait={wait_s}"
             if await hub.finished_within(job.id, wait_s, watch):
                 status = 201
-        finally:
+            if not await run_in_threadpool(caller.still_valid):  # revoked while it waited: no job, no links
+                raise HTTPException(
+                    401, "the API key was revoked while the request waited", {"WWW-Authenticate": "Bearer"}
+                )
+            job = await run_in_threadpool(svc.store.get, job.id) or job  # as it is now, finished or not
+    finally:
+        if watch is not None:
             await watch.close()
-        if not await run_in_threadpool(caller.still_valid):  # revoked while it waited: no job, no links
-            raise HTTPException(401, "the API key was revoked while the request waited", {"WWW-Authenticate": "Bearer"})
-        job = await run_in_threadpool(svc.store.get, job.id) or job  # as it is now, finished or not
     view = await run_in_threadpool(public_job, job, svc, base_url(request, svc.settings.public_url))
     return JSONResponse(view.model_dump(mode="json"), status, headers)
 
