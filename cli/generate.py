@@ -87,7 +87,7 @@ def generate(
     loaded = time.perf_counter()
     with tqdm(total=request.steps, desc="denoising", unit="step") as bar:
 
-        def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int, _elapsed_s: float) -> None:
             bar.total = total  # a refined request denoises in stages: more steps than `steps`
             bar.update(done - bar.n)
 

@@ -74,11 +74,12 @@ class Motion:
 
 @dataclass(frozen=True)
 class PredictionHooks:
-    """What the caller hears while the model denoises: `progress(step, total)` after every step, `should_cancel()`
-    before every step (True stops it: GenerationCanceled), `preview(step, total, x0)` with the step's predicted clean
+    """What the caller hears while the model denoises: `progress(step, total, elapsed_s)` after every step (seconds
+    since denoising began, after the motion condition was read: the pace an ETA needs), `should_cancel()` before
+    every step (True stops it: GenerationCanceled), `preview(step, total, x0)` with the step's predicted clean
     latents."""
 
-    progress: Callable[[int, int], None] | None = None
+    progress: Callable[[int, int, float], None] | None = None
     should_cancel: Callable[[], bool] | None = None
     preview: Callable[[int, int, Any], None] | None = None
 
@@ -134,6 +135,14 @@ class Generator:
             condition = load_flow_condition(
                 motion.path, motion.kind, r.num_frames, r.height, r.width, self.flow_backend, r.loop
             )
+        denoising = time.perf_counter()
+        progress = None
+        if hooks.progress is not None:
+            report = hooks.progress
+
+            def progress(step: int, total: int) -> None:
+                report(step, total, time.perf_counter() - denoising)
+
         video = self.pipe(
             r.prompt,
             negative_prompt=r.negative_prompt,
@@ -146,7 +155,7 @@ class Generator:
             seed=r.seed,
             adapter_scale=r.adapter_scale,
             enhancements=Enhancements(r.latent_rotation, r.rotate_features, r.circular_padding),
-            progress=hooks.progress,
+            progress=progress,
             should_cancel=hooks.should_cancel,
             preview=hooks.preview,
             loop=r.loop,

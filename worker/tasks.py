@@ -63,11 +63,11 @@ def _fetch_upload(rt: Runtime, key: str, target: Path) -> None:
 
 
 def _hooks(rt: Runtime, job: JobRecord, lease: JobLease) -> PredictionHooks:
-    store, started = rt.store, time.perf_counter()
+    store = rt.store
 
-    def progress(step: int, total: int) -> None:
+    def progress(step: int, total: int, elapsed_s: float) -> None:
         lease.refresh()
-        store.report_progress(job.id, step, total, eta_s(time.perf_counter() - started, step, total))
+        store.report_progress(job.id, step, total, eta_s(elapsed_s, step, total))
 
     return PredictionHooks(
         progress=progress,
